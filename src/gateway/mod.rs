@@ -1,0 +1,7 @@
+//! The Routero (LiteLLM-compatible) admin API client.
+pub mod client;
+pub mod error;
+pub mod types;
+
+pub use client::{AdminKey, Gateway, GatewayConfig};
+pub use error::GatewayError;

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", routero_operator::crd::crds_yaml().expect("crd"));
+}
