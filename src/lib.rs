@@ -1,3 +1,8 @@
 //! routero-operator: Kubernetes controllers that manage Routero (LiteLLM-compatible) gateway teams, keys and members.
+pub mod controller;
 pub mod crd;
+pub mod error;
 pub mod gateway;
+pub mod operator;
+
+pub use error::{Error, Result};

@@ -1,3 +1,150 @@
-fn main() {
-    print!("{}", routero_operator::crd::crds_yaml().expect("crd"));
+//! `routero-operator`: `run` runs the controllers; `crd` prints the CRDs.
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use routero_operator::gateway::{AdminKey, GatewayConfig};
+use routero_operator::operator::{self, OperatorConfig};
+use secrecy::SecretString;
+
+#[derive(Parser)]
+#[command(name = "routero-operator", version, about = "Manages Routero gateway teams, keys and members from Kubernetes resources")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as one multi-document YAML stream.
+    Crd,
+    /// Run the controllers.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Base URL of the gateway's admin API.
+    #[arg(long, env = "ROUTERO_GATEWAY_URL", value_parser = parse_url)]
+    gateway_url: String,
+    /// File holding the gateway admin key; re-read when it changes. Otherwise the ROUTERO_ADMIN_KEY variable.
+    #[arg(long, env = "ROUTERO_ADMIN_KEY_FILE")]
+    admin_key_file: Option<PathBuf>,
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "ROUTERO_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Comma-separated namespaces whose RouteroMembers may hold admin roles (default: the operator's own).
+    #[arg(long, env = "ROUTERO_ADMIN_NAMESPACES", value_delimiter = ',')]
+    admin_namespaces: Vec<String>,
+    /// How often every resource is compared with the gateway (e.g. 5m, 30s, 1h).
+    #[arg(long, env = "ROUTERO_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    resync_interval: Duration,
+    /// Gateway requests per second, shared by all controllers.
+    #[arg(long, env = "ROUTERO_GATEWAY_RATE_LIMIT", default_value = "20")]
+    gateway_rate_limit: NonZeroU32,
+    /// Timeout of one gateway request (e.g. 10s).
+    #[arg(long, env = "ROUTERO_GATEWAY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    gateway_timeout: Duration,
+    /// Address of the metrics and health endpoints.
+    #[arg(long, env = "ROUTERO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "ROUTERO_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_url(s: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// URL".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s.parse().map_err(|e| format!("not a duration like 30s, 5m or 1h: {e}"))?;
+    Duration::try_from(d).ok().filter(|d| !d.is_zero()).ok_or_else(|| "must be positive".to_owned())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Admin key from the file (checked now so a typo fails at start) or from ROUTERO_ADMIN_KEY.
+fn admin_key(file: Option<PathBuf>) -> Result<AdminKey, String> {
+    if let Some(path) = file {
+        std::fs::metadata(&path).map_err(|e| format!("--admin-key-file {}: {e}", path.display()))?;
+        return Ok(AdminKey::File(path));
+    }
+    match std::env::var("ROUTERO_ADMIN_KEY") {
+        Ok(k) if !k.trim().is_empty() => Ok(AdminKey::Static(SecretString::from(k.trim().to_owned()))),
+        _ => Err("missing gateway admin key: set --admin-key-file / ROUTERO_ADMIN_KEY_FILE or ROUTERO_ADMIN_KEY".into()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            }
+            Err(_) => drop(ctrl_c.await),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(ctrl_c.await);
+    tracing::info!("shutting down");
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let key = admin_key(args.admin_key_file)?;
+    init_logging(args.log_format);
+    let client = kube::Client::try_default().await.map_err(|e| format!("kubernetes connection: {e}"))?;
+    let admin_namespaces = if args.admin_namespaces.is_empty() { vec![client.default_namespace().to_owned()] } else { args.admin_namespaces };
+    let gateway = GatewayConfig { rate_limit: args.gateway_rate_limit, timeout: args.gateway_timeout, ..GatewayConfig::new(args.gateway_url, key) };
+    let config = OperatorConfig { gateway, watch_namespace: args.watch_namespace, admin_namespaces, resync: args.resync_interval };
+    tracing::info!(metrics_addr = %args.metrics_addr, "starting routero-operator {}", env!("CARGO_PKG_VERSION"));
+    operator::run(client, config, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line that names the setting, not clap's usage block.
+            let text = e.to_string();
+            let line: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:")).filter(|l| !l.is_empty()).collect();
+            eprintln!("{}", line.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Crd => routero_operator::crd::crds_yaml().map(|y| print!("{y}")).map_err(|e| e.to_string()),
+        Command::Run(args) => run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

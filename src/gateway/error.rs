@@ -129,17 +129,14 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// Structured errors arrive as a Python-literal dict: `{'error': 'No keys found'}`. Show only the inner text.
+/// Structured errors arrive as a one-entry Python-literal dict, `{'error': 'No keys found'}` or
+/// `{'message': '…'}`. Show only the inner text.
 fn unwrap_python_dict(s: &str) -> String {
     let t = s.trim();
-    for prefix in ["{'error': '", "{'error': \""] {
-        if let Some(rest) = t.strip_prefix(prefix) {
-            if let Some(inner) = rest.strip_suffix("'}").or_else(|| rest.strip_suffix("\"}")) {
-                return inner.to_owned();
-            }
-        }
-    }
-    t.to_owned()
+    let inner = t.strip_prefix("{'").and_then(|rest| rest.split_once("': ")).and_then(|(_, value)| {
+        value.strip_prefix('\'').and_then(|v| v.strip_suffix("'}")).or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix("\"}")))
+    });
+    inner.unwrap_or(t).to_owned()
 }
 
 fn truncate(mut s: String) -> String {
@@ -188,6 +185,8 @@ mod tests {
     fn envelope_with_python_dict_message() {
         let body = r#"{"error":{"message":"{'error': 'No keys found'}","type":"internal_server_error","param":null,"code":"404"}}"#;
         assert_eq!(msg(404, body), (404, "No keys found".into()));
+        let body = r#"{"error":{"message":"{'message': 'Team not found, passed team id: x.'}","type":"auth_error","param":"None","code":"404"}}"#;
+        assert_eq!(msg(404, body).1, "Team not found, passed team id: x.");
     }
 
     #[test]

@@ -1,0 +1,72 @@
+//! What every reconcile shares: the Kubernetes client, the gateway client, the event recorder and the settings.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use rand::Rng;
+
+use crate::gateway::Gateway;
+
+/// Operator settings that reconciles read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces whose members may hold gateway admin roles.
+    pub admin_namespaces: Vec<String>,
+    /// How often every object is compared with the gateway.
+    pub resync: Duration,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub gateway: Arc<Gateway>,
+    pub settings: Settings,
+    recorder: Recorder,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Context {
+    pub fn new(client: Client, gateway: Arc<Gateway>, settings: Settings) -> Self {
+        let reporter = Reporter { controller: "routero-operator".into(), instance: std::env::var("POD_NAME").ok() };
+        Self { recorder: Recorder::new(client.clone(), reporter), client, gateway, settings, failures: Mutex::default() }
+    }
+
+    /// The next periodic resync, with ±10% jitter so objects don't all hit the gateway at once.
+    pub fn resync_after(&self) -> Duration {
+        self.settings.resync.mul_f64(rand::rng().random_range(0.9..1.1))
+    }
+
+    /// Records one more failure for `key` and returns how long to back off: 1 s doubling to 5 min, with jitter.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = {
+            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let n = f.entry(key.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let base = Duration::from_secs(1).saturating_mul(1 << (n - 1).min(9)).min(MAX_BACKOFF);
+        base.mul_f64(rand::rng().random_range(0.8..1.2))
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Publishes a Kubernetes Event; a failure to record one is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not record event");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The RouteroTeam controller: observe the gateway team, diff the managed fields, act, then report status.
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, ResourceExt};
+use serde_json::Value;
+
+use super::context::Context;
+use super::ownership::{Claim, Owner};
+use super::status::{Outcome, apply_status};
+use crate::crd::{DeletionPolicy, RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
+use crate::error::{Error, Result};
+use crate::gateway::GatewayError;
+use crate::gateway::types::{Metadata, TeamRow, TeamWrite};
+
+pub const FINALIZER: &str = "routero.ai/finalizer";
+
+pub async fn reconcile(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = team.namespace().ok_or_else(|| Error::Invalid("RouteroTeam has no namespace".into()))?;
+    let api: Api<RouteroTeam> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, team.clone(), |event| async {
+        match event {
+            Finalizer::Apply(team) => apply(&team, &ctx).await,
+            Finalizer::Cleanup(team) => cleanup(&team, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(e) = &result {
+        report(&api, &team, &ctx, None, Outcome::failed(e.reason(), e.to_string())).await;
+        ctx.event(team.as_ref(), true, e.reason(), e.to_string()).await;
+    }
+    result
+}
+
+/// Observe, diff, act. `Ok` carries the outcome to report; `Err` is a failed reconcile that is retried with backoff.
+async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
+    let owner = Owner::of(team)?;
+    let team_id = team.team_id();
+    let api: Api<RouteroTeam> = Api::namespaced(ctx.client.clone(), &team.namespace().unwrap_or_default());
+    let actor = owner.actor();
+    let gw = &ctx.gateway;
+
+    let (outcome, row) = match gw.team_info(&team_id).await? {
+        None => {
+            let row = match gw.team_new(&create_request(&team.spec, &team_id, &owner), &actor).await {
+                Ok(row) => row,
+                // Created by a concurrent writer (or an earlier attempt whose reply was lost): decide on the next pass.
+                Err(GatewayError::Api { status: 400, message, .. }) if message.contains("already exists") => {
+                    return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            ctx.event(team, false, "Created", format!("created gateway team '{team_id}'")).await;
+            (Outcome::ready("Available", format!("gateway team '{team_id}' created")), Some(row))
+        }
+        Some(current) => match owner.claim(current.metadata.as_ref(), team.spec.adopt, &format!("gateway team '{team_id}'")) {
+            Claim::Conflict(message) => {
+                if !is_reported(team, "Conflict") {
+                    ctx.event(team, true, "Conflict", message.clone()).await;
+                }
+                (Outcome::blocked("Conflict", message), None)
+            }
+            claim => {
+                let adopted = claim == Claim::Adopt;
+                match update_request(&team.spec, &team_id, &owner, &current) {
+                    None => (Outcome::ready("Available", format!("gateway team '{team_id}' matches the spec")), Some(current)),
+                    Some((req, changed)) => {
+                        let row = gw.team_update(&req, &actor).await?;
+                        let (reason, note) = if adopted {
+                            ("Adopted", format!("adopted gateway team '{team_id}' (set {})", changed.join(", ")))
+                        } else {
+                            ("Updated", format!("updated {} of gateway team '{team_id}'", changed.join(", ")))
+                        };
+                        ctx.event(team, false, reason, note.clone()).await;
+                        (Outcome::ready("Available", note), Some(row))
+                    }
+                }
+            }
+        },
+    };
+    report(&api, team, ctx, row.as_ref(), outcome).await;
+    Ok(Action::requeue(ctx.resync_after()))
+}
+
+/// Deletion: `Delete` removes the gateway team if it is ours (404 = done); `Orphan` and foreign teams are left alone.
+async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
+    let team_id = team.team_id();
+    if team.spec.deletion_policy == DeletionPolicy::Orphan {
+        ctx.event(team, false, "Orphaned", format!("left gateway team '{team_id}' in place (deletionPolicy: Orphan)")).await;
+        return Ok(Action::await_change());
+    }
+    let owner = Owner::of(team)?;
+    match ctx.gateway.team_info(&team_id).await? {
+        Some(current) if owner.owns(current.metadata.as_ref()) => {
+            ctx.gateway.team_delete(&team_id, &owner.actor()).await?;
+            ctx.event(team, false, "Deleted", format!("deleted gateway team '{team_id}' and its keys")).await;
+        }
+        Some(_) => tracing::info!(team_id, "gateway team is not ours; leaving it"),
+        None => {}
+    }
+    Ok(Action::await_change())
+}
+
+/// Writes the status; a failure is logged because the next reconcile writes it again.
+async fn report(api: &Api<RouteroTeam>, team: &RouteroTeam, ctx: &Context, row: Option<&TeamRow>, outcome: Outcome) {
+    let previous = team.status.clone().unwrap_or_default();
+    let key = format!("{}/{}", team.namespace().unwrap_or_default(), team.name_any());
+    if outcome.synced {
+        ctx.succeeded(&key);
+    }
+    let status = RouteroTeamStatus {
+        conditions: outcome.conditions(&previous.conditions, team.metadata.generation),
+        observed_generation: team.metadata.generation,
+        team_id: Some(team.team_id()),
+        spend: row.and_then(|r| r.spend).or(previous.spend),
+        max_budget: row.map_or(previous.max_budget, |r| r.max_budget),
+        budget_reset_at: row.map_or(previous.budget_reset_at, |r| r.budget_reset_at.clone()),
+    };
+    if let Err(e) = apply_status(api, team, team.status.as_ref(), &status).await {
+        tracing::warn!(team = key, error = %e, "could not write status");
+    }
+}
+
+fn is_reported(team: &RouteroTeam, reason: &str) -> bool {
+    team.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason))
+}
+
+fn spec_metadata(spec: &RouteroTeamSpec) -> Metadata {
+    spec.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()
+}
+
+/// The `/team/new` body: every set field, the alias defaulting to the id, and our ownership markers.
+pub fn create_request(spec: &RouteroTeamSpec, team_id: &str, owner: &Owner) -> TeamWrite {
+    TeamWrite {
+        team_id: team_id.into(),
+        team_alias: Some(spec.alias.clone().unwrap_or_else(|| team_id.into())),
+        models: spec.models.clone(),
+        max_budget: spec.max_budget,
+        budget_duration: spec.budget_duration.clone(),
+        tpm_limit: spec.tpm_limit,
+        rpm_limit: spec.rpm_limit,
+        metadata: Some(owner.stamp(spec_metadata(spec))),
+    }
+}
+
+/// The `/team/update` body holding only the managed fields that differ, and the names of those fields; `None` when
+/// the gateway already matches. `budget_duration` is sent only on a real change because sending it restarts the
+/// budget window.
+pub fn update_request(spec: &RouteroTeamSpec, team_id: &str, owner: &Owner, current: &TeamRow) -> Option<(TeamWrite, Vec<&'static str>)> {
+    let mut req = TeamWrite { team_id: team_id.into(), ..TeamWrite::default() };
+    let mut changed = Vec::new();
+    if let Some(alias) = &spec.alias
+        && current.team_alias.as_ref() != Some(alias)
+    {
+        req.team_alias = Some(alias.clone());
+        changed.push("alias");
+    }
+    if let Some(models) = &spec.models
+        && !same_set(models, &current.models)
+    {
+        req.models = Some(models.clone());
+        changed.push("models");
+    }
+    if let Some(budget) = spec.max_budget
+        && !current.max_budget.is_some_and(|b| (b - budget).abs() < 1e-9)
+    {
+        req.max_budget = Some(budget);
+        changed.push("maxBudget");
+    }
+    if let Some(d) = &spec.budget_duration
+        && current.budget_duration.as_ref() != Some(d)
+    {
+        req.budget_duration = Some(d.clone());
+        changed.push("budgetDuration");
+    }
+    if spec.tpm_limit.is_some() && spec.tpm_limit != current.tpm_limit {
+        req.tpm_limit = spec.tpm_limit;
+        changed.push("tpmLimit");
+    }
+    if spec.rpm_limit.is_some() && spec.rpm_limit != current.rpm_limit {
+        req.rpm_limit = spec.rpm_limit;
+        changed.push("rpmLimit");
+    }
+    let existing = current.metadata.clone().unwrap_or_default();
+    let wanted = owner.stamp(spec_metadata(spec));
+    if wanted.iter().any(|(k, v)| existing.get(k) != Some(v)) {
+        // The gateway replaces metadata wholesale: send what is there plus what we manage.
+        let mut merged = existing;
+        merged.extend(wanted);
+        req.metadata = Some(merged);
+        changed.push("metadata");
+    }
+    (!changed.is_empty()).then_some((req, changed))
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&String> = a.iter().collect();
+    let mut b: Vec<&String> = b.iter().collect();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner { id: "RouteroTeam/ns/finance".into(), uid: "u1".into() }
+    }
+
+    fn spec() -> RouteroTeamSpec {
+        RouteroTeamSpec {
+            max_budget: Some(800.0),
+            budget_duration: Some("1mo".into()),
+            models: Some(vec!["eu/balanced".into()]),
+            ..RouteroTeamSpec::default()
+        }
+    }
+
+    fn row_from(req: &TeamWrite) -> TeamRow {
+        TeamRow {
+            team_id: req.team_id.clone(),
+            team_alias: req.team_alias.clone(),
+            models: req.models.clone().unwrap_or_default(),
+            max_budget: req.max_budget,
+            budget_duration: req.budget_duration.clone(),
+            metadata: req.metadata.clone(),
+            ..TeamRow::default()
+        }
+    }
+
+    #[test]
+    fn a_freshly_created_team_needs_no_update() {
+        let create = create_request(&spec(), "finance", &owner());
+        assert_eq!(create.team_alias.as_deref(), Some("finance"));
+        assert_eq!(update_request(&spec(), "finance", &owner(), &row_from(&create)), None);
+    }
+
+    #[test]
+    fn only_differing_fields_are_sent() {
+        let mut row = row_from(&create_request(&spec(), "finance", &owner()));
+        row.models = vec!["smart/balanced".into()];
+        row.max_budget = Some(800.0000000001);
+        let (req, changed) = update_request(&spec(), "finance", &owner(), &row).expect("update");
+        assert_eq!(changed, vec!["models"]);
+        assert_eq!(req.models, Some(vec!["eu/balanced".to_string()]));
+        assert_eq!(req.max_budget, None);
+        assert_eq!(req.budget_duration, None, "budget_duration resets the window, so it is not re-sent");
+        assert_eq!(req.metadata, None);
+    }
+
+    #[test]
+    fn unset_fields_are_not_managed() {
+        let spec = RouteroTeamSpec::default();
+        let mut row = row_from(&create_request(&spec, "t", &owner()));
+        row.models = vec!["x".into()];
+        row.max_budget = Some(5.0);
+        row.budget_duration = Some("7d".into());
+        assert_eq!(update_request(&spec, "t", &owner(), &row), None);
+    }
+
+    #[test]
+    fn metadata_update_sends_the_merged_map() {
+        let mut s = spec();
+        s.metadata.insert("cost-center".into(), "42".into());
+        let mut row = row_from(&create_request(&spec(), "finance", &owner()));
+        row.metadata.get_or_insert_default().insert("someone-else".into(), "kept".into());
+        let (req, changed) = update_request(&s, "finance", &owner(), &row).expect("update");
+        assert_eq!(changed, vec!["metadata"]);
+        let m = req.metadata.expect("metadata");
+        assert_eq!(m.get("someone-else"), Some(&Value::String("kept".into())));
+        assert_eq!(m.get("cost-center"), Some(&Value::String("42".into())));
+        assert_eq!(m.get("routero.ai/owner"), Some(&Value::String("RouteroTeam/ns/finance".into())));
+    }
+
+    #[test]
+    fn adoption_stamps_ownership() {
+        let row = TeamRow { team_id: "finance".into(), max_budget: Some(800.0), budget_duration: Some("1mo".into()), models: vec!["eu/balanced".into()], ..TeamRow::default() };
+        let (req, changed) = update_request(&spec(), "finance", &owner(), &row).expect("update");
+        assert_eq!(changed, vec!["metadata"]);
+        assert!(req.metadata.expect("metadata").contains_key("routero.ai/uid"));
+    }
+}

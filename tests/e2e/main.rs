@@ -1,0 +1,9 @@
+//! The single integration-test binary (DESIGN §8): every module here runs the real controllers against the real
+//! test-bed API server and a gateway (the real LiteLLM or the in-repo fake).
+#[path = "../support/mod.rs"]
+mod support;
+
+mod crds;
+mod gateway_contract;
+mod team;
+mod validation;
