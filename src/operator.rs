@@ -21,7 +21,7 @@ pub struct OperatorConfig {
 }
 
 /// Runs the controllers until `shutdown` resolves.
-pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<Output = ()> + Send + Sync + 'static) -> Result<()> {
+pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let gateway = Arc::new(Gateway::new(config.gateway)?);
     match gateway.readiness().await {
         Ok(_) => tracing::info!(gateway = gateway.base_url(), "gateway is ready"),
@@ -29,6 +29,8 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
     }
     let settings = Settings { admin_namespaces: config.admin_namespaces, resync: config.resync };
     let ctx = Arc::new(Context::new(client, gateway, settings));
+    // Every controller stops on the same signal.
+    let shutdown = futures::FutureExt::shared(shutdown);
     controller::run(ctx, config.watch_namespace, shutdown).await;
     Ok(())
 }

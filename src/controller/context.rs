@@ -1,5 +1,6 @@
 //! What every reconcile shares: the Kubernetes client, the gateway client, the event recorder and the settings.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct Context {
     recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The gateway answered that regenerate is licence-gated: `Auto` rotations go straight to Recreate.
+    no_regenerate: AtomicBool,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -32,7 +35,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 impl Context {
     pub fn new(client: Client, gateway: Arc<Gateway>, settings: Settings) -> Self {
         let reporter = Reporter { controller: "routero-operator".into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, gateway, settings, failures: Mutex::default() }
+        Self { recorder: Recorder::new(client.clone(), reporter), client, gateway, settings, failures: Mutex::default(), no_regenerate: AtomicBool::new(false) }
     }
 
     /// The next periodic resync, with ±10% jitter so objects don't all hit the gateway at once.
@@ -50,6 +53,14 @@ impl Context {
         };
         let base = Duration::from_secs(1).saturating_mul(1 << (n - 1).min(9)).min(MAX_BACKOFF);
         base.mul_f64(rand::rng().random_range(0.8..1.2))
+    }
+
+    pub fn regenerate_unsupported(&self) -> bool {
+        self.no_regenerate.load(Ordering::Relaxed)
+    }
+
+    pub fn set_regenerate_unsupported(&self) {
+        self.no_regenerate.store(true, Ordering::Relaxed);
     }
 
     pub fn succeeded(&self, key: &str) {

@@ -1,4 +1,6 @@
 //! The API: group `routero.ai`, version `v1alpha1`, three namespaced kinds.
+// kube-derive takes one printcolumn(...) per column, which clippy reads as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 pub mod common;
 pub mod key;
 pub mod member;

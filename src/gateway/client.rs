@@ -251,9 +251,10 @@ impl Gateway {
         self.post::<_, Value>("/key/generate", req, Repeat::Never, actor).await.map(drop)
     }
 
-    /// The key with this SHA-256 hash, or `None`.
+    /// The live key with this SHA-256 hash, or `None`. The gateway answers 200 for a deleted key too (from its
+    /// archive, with `status: deleted`): that counts as `None`.
     pub async fn key_info(&self, hash: &str) -> Result<Option<KeyRow>, GatewayError> {
-        not_found_as_none(self.get::<KeyInfo>("/key/info", &[("key", hash)]).await.map(|i| i.info))
+        not_found_as_none(self.get::<KeyInfo>("/key/info", &[("key", hash)]).await.map(|i| i.info)).map(|k| k.filter(KeyRow::exists))
     }
 
     /// Live keys with exactly this alias (0 or 1 on a healthy gateway), as full rows.

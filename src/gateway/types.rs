@@ -152,6 +152,21 @@ pub struct KeyRow {
     pub expires: Option<String>,
     #[serde(default)]
     pub blocked: Option<bool>,
+    /// `active`, `expired`, `revoked` or `deleted`: `/key/info` also answers 200 for deleted keys, from the archive.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl KeyRow {
+    /// The key still exists on the gateway (it may be blocked or expired).
+    pub fn exists(&self) -> bool {
+        self.status.as_deref() != Some("deleted")
+    }
+
+    /// The key would authenticate a request now.
+    pub fn usable(&self) -> bool {
+        self.exists() && self.blocked != Some(true) && !matches!(self.status.as_deref(), Some("expired" | "revoked"))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
