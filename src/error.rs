@@ -23,7 +23,8 @@ impl Error {
             Self::Gateway(_) => "GatewayError",
             Self::Kube(_) => "KubernetesError",
             Self::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
                 _ => "KubernetesError",
             },
             Self::Invalid(_) => "Invalid",
@@ -36,7 +37,8 @@ impl Error {
             Self::Gateway(e) => format!("gateway_{}", e.metric_label()),
             Self::Kube(_) => "kube".into(),
             Self::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
                 _ => "finalizer".into(),
             },
             Self::Invalid(_) => "invalid".into(),

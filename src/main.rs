@@ -11,7 +11,11 @@ use routero_operator::operator::{self, OperatorConfig};
 use secrecy::SecretString;
 
 #[derive(Parser)]
-#[command(name = "routero-operator", version, about = "Manages Routero gateway teams, keys and members from Kubernetes resources")]
+#[command(
+    name = "routero-operator",
+    version,
+    about = "Manages Routero gateway teams, keys and members from Kubernetes resources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,13 +75,21 @@ fn parse_url(s: &str) -> Result<String, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = s.parse().map_err(|e| format!("not a duration like 30s, 5m or 1h: {e}"))?;
-    Duration::try_from(d).ok().filter(|d| !d.is_zero()).ok_or_else(|| "must be positive".to_owned())
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("not a duration like 30s, 5m or 1h: {e}"))?;
+    Duration::try_from(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "must be positive".to_owned())
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -87,7 +99,8 @@ fn init_logging(format: LogFormat) {
 /// Admin key from the file (checked now so a typo fails at start) or from ROUTERO_ADMIN_KEY.
 fn admin_key(file: Option<PathBuf>) -> Result<AdminKey, String> {
     if let Some(path) = file {
-        std::fs::metadata(&path).map_err(|e| format!("--admin-key-file {}: {e}", path.display()))?;
+        std::fs::metadata(&path)
+            .map_err(|e| format!("--admin-key-file {}: {e}", path.display()))?;
         return Ok(AdminKey::File(path));
     }
     match std::env::var("ROUTERO_ADMIN_KEY") {
@@ -115,12 +128,29 @@ async fn shutdown_signal() {
 async fn run(args: RunArgs) -> Result<(), String> {
     let key = admin_key(args.admin_key_file)?;
     init_logging(args.log_format);
-    let client = kube::Client::try_default().await.map_err(|e| format!("kubernetes connection: {e}"))?;
-    let admin_namespaces = if args.admin_namespaces.is_empty() { vec![client.default_namespace().to_owned()] } else { args.admin_namespaces };
-    let gateway = GatewayConfig { rate_limit: args.gateway_rate_limit, timeout: args.gateway_timeout, ..GatewayConfig::new(args.gateway_url, key) };
-    let config = OperatorConfig { gateway, watch_namespace: args.watch_namespace, admin_namespaces, resync: args.resync_interval };
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("kubernetes connection: {e}"))?;
+    let admin_namespaces = if args.admin_namespaces.is_empty() {
+        vec![client.default_namespace().to_owned()]
+    } else {
+        args.admin_namespaces
+    };
+    let gateway = GatewayConfig {
+        rate_limit: args.gateway_rate_limit,
+        timeout: args.gateway_timeout,
+        ..GatewayConfig::new(args.gateway_url, key)
+    };
+    let config = OperatorConfig {
+        gateway,
+        watch_namespace: args.watch_namespace,
+        admin_namespaces,
+        resync: args.resync_interval,
+    };
     tracing::info!(metrics_addr = %args.metrics_addr, "starting routero-operator {}", env!("CARGO_PKG_VERSION"));
-    operator::run(client, config, shutdown_signal()).await.map_err(|e| e.to_string())
+    operator::run(client, config, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -131,13 +161,20 @@ async fn main() -> ExitCode {
         Err(e) => {
             // One line that names the setting, not clap's usage block.
             let text = e.to_string();
-            let line: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:")).filter(|l| !l.is_empty()).collect();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:"))
+                .filter(|l| !l.is_empty())
+                .collect();
             eprintln!("{}", line.join(" "));
             return ExitCode::from(2);
         }
     };
     let result = match cli.command {
-        Command::Crd => routero_operator::crd::crds_yaml().map(|y| print!("{y}")).map_err(|e| e.to_string()),
+        Command::Crd => routero_operator::crd::crds_yaml()
+            .map(|y| print!("{y}"))
+            .map_err(|e| e.to_string()),
         Command::Run(args) => run(args).await,
     };
     match result {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use kube::Client;
 
+use crate::Result;
 use crate::controller::{self, Context, Settings};
 use crate::gateway::{Gateway, GatewayConfig};
-use crate::Result;
 
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
@@ -21,13 +21,22 @@ pub struct OperatorConfig {
 }
 
 /// Runs the controllers until `shutdown` resolves.
-pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let gateway = Arc::new(Gateway::new(config.gateway)?);
     match gateway.readiness().await {
         Ok(_) => tracing::info!(gateway = gateway.base_url(), "gateway is ready"),
-        Err(e) => tracing::warn!(gateway = gateway.base_url(), error = %e, "gateway not ready yet; resources will show GatewayUnavailable until it is"),
+        Err(e) => {
+            tracing::warn!(gateway = gateway.base_url(), error = %e, "gateway not ready yet; resources will show GatewayUnavailable until it is")
+        }
     }
-    let settings = Settings { admin_namespaces: config.admin_namespaces, resync: config.resync };
+    let settings = Settings {
+        admin_namespaces: config.admin_namespaces,
+        resync: config.resync,
+    };
     let ctx = Arc::new(Context::new(client, gateway, settings));
     // Every controller stops on the same signal.
     let shutdown = futures::FutureExt::shared(shutdown);

@@ -34,13 +34,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl Context {
     pub fn new(client: Client, gateway: Arc<Gateway>, settings: Settings) -> Self {
-        let reporter = Reporter { controller: "routero-operator".into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, gateway, settings, failures: Mutex::default(), no_regenerate: AtomicBool::new(false) }
+        let reporter = Reporter {
+            controller: "routero-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            gateway,
+            settings,
+            failures: Mutex::default(),
+            no_regenerate: AtomicBool::new(false),
+        }
     }
 
     /// The next periodic resync, with ±10% jitter so objects don't all hit the gateway at once.
     pub fn resync_after(&self) -> Duration {
-        self.settings.resync.mul_f64(rand::rng().random_range(0.9..1.1))
+        self.settings
+            .resync
+            .mul_f64(rand::rng().random_range(0.9..1.1))
     }
 
     /// Records one more failure for `key` and returns how long to back off: 1 s doubling to 5 min, with jitter.
@@ -51,7 +63,9 @@ impl Context {
             *n = n.saturating_add(1);
             *n
         };
-        let base = Duration::from_secs(1).saturating_mul(1 << (n - 1).min(9)).min(MAX_BACKOFF);
+        let base = Duration::from_secs(1)
+            .saturating_mul(1 << (n - 1).min(9))
+            .min(MAX_BACKOFF);
         base.mul_f64(rand::rng().random_range(0.8..1.2))
     }
 
@@ -64,13 +78,26 @@ impl Context {
     }
 
     pub fn succeeded(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Publishes a Kubernetes Event; a failure to record one is logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.into(),
             note: Some(note),
             action: reason.into(),

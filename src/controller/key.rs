@@ -30,7 +30,9 @@ use crate::gateway::types::{KeyGenerate, KeyRegenerate, KeyRow, KeyUpdate, Metad
 pub const FINALIZER: &str = "routero.ai/finalizer";
 
 pub async fn reconcile(key: Arc<RouteroKey>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = key.namespace().ok_or_else(|| Error::Invalid("RouteroKey has no namespace".into()))?;
+    let ns = key
+        .namespace()
+        .ok_or_else(|| Error::Invalid("RouteroKey has no namespace".into()))?;
     let api: Api<RouteroKey> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, key.clone(), |event| async {
         match event {
@@ -42,9 +44,11 @@ pub async fn reconcile(key: Arc<RouteroKey>, ctx: Arc<Context>) -> Result<Action
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if let Err(e) = &result {
         if let Ok(k) = Keys::new(&key, &ctx) {
-            k.report(Outcome::failed(e.reason(), e.to_string()), None, None).await;
+            k.report(Outcome::failed(e.reason(), e.to_string()), None, None)
+                .await;
         }
-        ctx.event(key.as_ref(), true, e.reason(), e.to_string()).await;
+        ctx.event(key.as_ref(), true, e.reason(), e.to_string())
+            .await;
     }
     result
 }
@@ -104,22 +108,42 @@ impl<'a> Keys<'a> {
             Dependencies::Gone(reason, message) => {
                 let revoked = self.revoke_everything().await?;
                 if revoked > 0 {
-                    self.ctx.event(self.key, true, "Revoked", format!("{message}: revoked the key and removed Secret '{}'", self.key.secret_name())).await;
+                    self.ctx
+                        .event(
+                            self.key,
+                            true,
+                            "Revoked",
+                            format!(
+                                "{message}: revoked the key and removed Secret '{}'",
+                                self.key.secret_name()
+                            ),
+                        )
+                        .await;
                 }
-                self.report(Outcome::blocked(reason, message), None, None).await;
+                self.report(Outcome::blocked(reason, message), None, None)
+                    .await;
                 return Ok(Action::requeue(self.ctx.resync_after()));
             }
         };
 
         let workload = self.secrets.get_opt(&self.key.secret_name()).await?;
-        let pending = self.secrets.get_opt(&secret::pending_name(self.key)).await?;
+        let pending = self
+            .secrets
+            .get_opt(&secret::pending_name(self.key))
+            .await?;
         for s in workload.iter().chain(pending.iter()) {
             if !secret::is_ours(s, self.key) {
-                let message = format!("Secret '{}' exists and was not created for this RouteroKey; it is left untouched", s.name_any());
+                let message = format!(
+                    "Secret '{}' exists and was not created for this RouteroKey; it is left untouched",
+                    s.name_any()
+                );
                 if !self.is_reported("SecretConflict") {
-                    self.ctx.event(self.key, true, "SecretConflict", message.clone()).await;
+                    self.ctx
+                        .event(self.key, true, "SecretConflict", message.clone())
+                        .await;
                 }
-                self.report(Outcome::blocked("SecretConflict", message), None, None).await;
+                self.report(Outcome::blocked("SecretConflict", message), None, None)
+                    .await;
                 return Ok(Action::requeue(self.ctx.resync_after()));
             }
         }
@@ -128,7 +152,10 @@ impl<'a> Keys<'a> {
         let mut workload = workload;
         if let Some(p) = &pending {
             match secret::read_pending(p) {
-                Some(intent) => match self.resolve(intent, workload.as_ref(), &scope).await? {
+                Some(intent) => match self
+                    .resolve(intent, workload.as_ref(), &scope, false)
+                    .await?
+                {
                     Resolved::Done(s) => workload = Some(*s),
                     Resolved::Blocked(outcome) => {
                         self.report(outcome, workload.as_ref(), None).await;
@@ -140,28 +167,78 @@ impl<'a> Keys<'a> {
             }
         }
 
-        let Some(current) = workload.as_ref().and_then(|s| secret::key_in(s, &self.key.spec.secret.key_field).map(|v| (s, v))) else {
+        let Some(current) = workload
+            .as_ref()
+            .and_then(|s| secret::key_in(s, &self.key.spec.secret.key_field).map(|v| (s, v)))
+        else {
             // No key delivered yet, or the Secret was deleted or emptied: any key of ours is lost, so revoke it.
             return self.issue(&scope, workload.as_ref(), "issued").await;
         };
         let (secret, value) = current;
         if secret.annotations().get(secret::KEY_ID) != Some(&value.id()) {
             self.ctx.event(self.key, true, "SecretEdited", "the key in the Secret was changed by hand; revoking the old key and issuing a new one".into()).await;
-            return self.issue(&scope, Some(secret), "re-issued after the Secret was edited").await;
+            return self
+                .issue(
+                    &scope,
+                    Some(secret),
+                    "re-issued after the Secret was edited",
+                )
+                .await;
         }
         let info = match self.ctx.gateway.key_info(&value.hash()).await? {
             Some(info) if info.usable() => info,
             Some(_) => {
-                self.ctx.event(self.key, true, "KeyUnusable", format!("key {} is blocked or expired on the gateway; replacing it", value.id())).await;
-                return self.issue(&scope, Some(secret), "re-issued after it was blocked or expired").await;
+                self.ctx
+                    .event(
+                        self.key,
+                        true,
+                        "KeyUnusable",
+                        format!(
+                            "key {} is blocked or expired on the gateway; replacing it",
+                            value.id()
+                        ),
+                    )
+                    .await;
+                return self
+                    .issue(
+                        &scope,
+                        Some(secret),
+                        "re-issued after it was blocked or expired",
+                    )
+                    .await;
             }
             None => {
-                self.ctx.event(self.key, true, "KeyMissing", format!("key {} was deleted on the gateway; issuing a new one", value.id())).await;
-                return self.issue(&scope, Some(secret), "re-issued after it was deleted on the gateway").await;
+                self.ctx
+                    .event(
+                        self.key,
+                        true,
+                        "KeyMissing",
+                        format!(
+                            "key {} was deleted on the gateway; issuing a new one",
+                            value.id()
+                        ),
+                    )
+                    .await;
+                return self
+                    .issue(
+                        &scope,
+                        Some(secret),
+                        "re-issued after it was deleted on the gateway",
+                    )
+                    .await;
             }
         };
-        if let Claim::Conflict(message) = self.owner.claim(info.metadata.as_ref(), false, &format!("gateway key {}", value.id())) {
-            self.report(Outcome::blocked("Conflict", message), Some(secret), Some(&info)).await;
+        if let Claim::Conflict(message) = self.owner.claim(
+            info.metadata.as_ref(),
+            false,
+            &format!("gateway key {}", value.id()),
+        ) {
+            self.report(
+                Outcome::blocked("Conflict", message),
+                Some(secret),
+                Some(&info),
+            )
+            .await;
             return Ok(Action::requeue(self.ctx.resync_after()));
         }
 
@@ -169,17 +246,35 @@ impl<'a> Keys<'a> {
         let mut secret = secret.clone();
         let now = jiff::Timestamp::now();
         if let Some(old) = secret.annotations().get(secret::RETIRING_KEY).cloned() {
-            let due = secret.annotations().get(secret::RETIRE_AFTER).and_then(|t| t.parse::<jiff::Timestamp>().ok()).is_none_or(|t| t <= now);
+            let due = secret
+                .annotations()
+                .get(secret::RETIRE_AFTER)
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_none_or(|t| t <= now);
             if due {
                 self.ctx.gateway.key_delete(&old, &self.actor).await?;
-                self.ctx.event(self.key, false, "Retired", format!("deleted the previous key {} after the grace period", short_id(&old))).await;
+                self.ctx
+                    .event(
+                        self.key,
+                        false,
+                        "Retired",
+                        format!(
+                            "deleted the previous key {} after the grace period",
+                            short_id(&old)
+                        ),
+                    )
+                    .await;
                 let mut state = secret::operator_state(&secret);
                 state.remove(secret::RETIRING_KEY);
                 state.remove(secret::RETIRE_AFTER);
                 secret = self.write_workload(Some(&secret), &value, &state).await?;
             }
         }
-        let alias = if secret.annotations().contains_key(secret::RETIRING_KEY) { self.next_alias() } else { self.alias.clone() };
+        let alias = if secret.annotations().contains_key(secret::RETIRING_KEY) {
+            self.next_alias()
+        } else {
+            self.alias.clone()
+        };
 
         if let Some((why, trigger)) = self.rotation_due(&secret, &info, now) {
             return self.rotate(&scope, &secret, &value, why, trigger).await;
@@ -189,15 +284,44 @@ impl<'a> Keys<'a> {
         if let Some((update, changed)) = self.key_update(&value.hash(), &alias, &info)
             && self.ctx.gateway.key_update(&update, &self.actor).await?
         {
-            self.ctx.event(self.key, false, "Updated", format!("updated {} of key {}", changed.join(", "), value.id())).await;
+            self.ctx
+                .event(
+                    self.key,
+                    false,
+                    "Updated",
+                    format!("updated {} of key {}", changed.join(", "), value.id()),
+                )
+                .await;
         }
-        let want = secret::workload_secret(self.key, &value, self.ctx.gateway.base_url(), &secret::operator_state(&secret));
+        let want = secret::workload_secret(
+            self.key,
+            &value,
+            self.ctx.gateway.base_url(),
+            &secret::operator_state(&secret),
+        );
         if !secret::matches(&secret, &want) {
-            secret = self.write_workload(Some(&secret), &value, &secret::operator_state(&secret)).await?;
-            self.ctx.event(self.key, false, "SecretRestored", format!("restored the labels, annotations and fields of Secret '{}'", secret.name_any())).await;
+            secret = self
+                .write_workload(Some(&secret), &value, &secret::operator_state(&secret))
+                .await?;
+            self.ctx
+                .event(
+                    self.key,
+                    false,
+                    "SecretRestored",
+                    format!(
+                        "restored the labels, annotations and fields of Secret '{}'",
+                        secret.name_any()
+                    ),
+                )
+                .await;
         }
         let message = format!("key {} is in Secret '{}'", value.id(), secret.name_any());
-        self.report(Outcome::ready("Available", message), Some(&secret), Some(&info)).await;
+        self.report(
+            Outcome::ready("Available", message),
+            Some(&secret),
+            Some(&info),
+        )
+        .await;
         Ok(Action::requeue(self.next_wake(&secret, &info, now)))
     }
 
@@ -206,35 +330,87 @@ impl<'a> Keys<'a> {
         let team_name = &self.key.spec.team_ref.name;
         let teams: Api<RouteroTeam> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let team = match teams.get_opt(team_name).await? {
-            None => return Ok(Dependencies::Gone("TeamNotReady", format!("RouteroTeam '{team_name}' does not exist in namespace '{}'", self.ns))),
-            Some(t) if t.meta().deletion_timestamp.is_some() => return Ok(Dependencies::Gone("TeamNotReady", format!("RouteroTeam '{team_name}' is being deleted"))),
+            None => {
+                return Ok(Dependencies::Gone(
+                    "TeamNotReady",
+                    format!(
+                        "RouteroTeam '{team_name}' does not exist in namespace '{}'",
+                        self.ns
+                    ),
+                ));
+            }
+            Some(t) if t.meta().deletion_timestamp.is_some() => {
+                return Ok(Dependencies::Gone(
+                    "TeamNotReady",
+                    format!("RouteroTeam '{team_name}' is being deleted"),
+                ));
+            }
             Some(t) => t,
         };
         let status = team.status.clone().unwrap_or_default();
-        let (true, Some(team_id)) = (is_ready(&status.conditions, team.metadata.generation), status.team_id) else {
-            let why = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| format!(" ({}: {})", c.reason, c.message)).unwrap_or_default();
-            return Ok(Dependencies::Blocked(Outcome::blocked("TeamNotReady", format!("RouteroTeam '{team_name}' is not Ready{why}"))));
+        let (true, Some(team_id)) = (
+            is_ready(&status.conditions, team.metadata.generation),
+            status.team_id,
+        ) else {
+            let why = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| format!(" ({}: {})", c.reason, c.message))
+                .unwrap_or_default();
+            return Ok(Dependencies::Blocked(Outcome::blocked(
+                "TeamNotReady",
+                format!("RouteroTeam '{team_name}' is not Ready{why}"),
+            )));
         };
         if let Some(allowed) = team.spec.models.as_ref().filter(|m| !m.is_empty()) {
-            let refused: Vec<&String> = self.key.spec.models.iter().filter(|m| !allowed.contains(m)).collect();
+            let refused: Vec<&String> = self
+                .key
+                .spec
+                .models
+                .iter()
+                .filter(|m| !allowed.contains(m))
+                .collect();
             if !refused.is_empty() {
                 return Ok(Dependencies::Blocked(Outcome::blocked(
                     "ModelNotAllowed",
-                    format!("models {refused:?} are not in RouteroTeam '{team_name}' allowlist {allowed:?}"),
+                    format!(
+                        "models {refused:?} are not in RouteroTeam '{team_name}' allowlist {allowed:?}"
+                    ),
                 )));
             }
         }
         let user_id = match &self.key.spec.member_ref {
             None => None,
             Some(m) => {
-                let members: Api<RouteroMember> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+                let members: Api<RouteroMember> =
+                    Api::namespaced(self.ctx.client.clone(), &self.ns);
                 match members.get_opt(&m.name).await? {
-                    None => return Ok(Dependencies::Gone("MemberNotReady", format!("RouteroMember '{}' does not exist in namespace '{}'", m.name, self.ns))),
-                    Some(p) if p.meta().deletion_timestamp.is_some() => {
-                        return Ok(Dependencies::Gone("MemberNotReady", format!("RouteroMember '{}' is being deleted", m.name)));
+                    None => {
+                        return Ok(Dependencies::Gone(
+                            "MemberNotReady",
+                            format!(
+                                "RouteroMember '{}' does not exist in namespace '{}'",
+                                m.name, self.ns
+                            ),
+                        ));
                     }
-                    Some(p) if !p.status.as_ref().is_some_and(|s| is_ready(&s.conditions, p.metadata.generation)) => {
-                        return Ok(Dependencies::Blocked(Outcome::blocked("MemberNotReady", format!("RouteroMember '{}' is not Ready", m.name))));
+                    Some(p) if p.meta().deletion_timestamp.is_some() => {
+                        return Ok(Dependencies::Gone(
+                            "MemberNotReady",
+                            format!("RouteroMember '{}' is being deleted", m.name),
+                        ));
+                    }
+                    Some(p)
+                        if !p
+                            .status
+                            .as_ref()
+                            .is_some_and(|s| is_ready(&s.conditions, p.metadata.generation)) =>
+                    {
+                        return Ok(Dependencies::Blocked(Outcome::blocked(
+                            "MemberNotReady",
+                            format!("RouteroMember '{}' is not Ready", m.name),
+                        )));
                     }
                     Some(p) => Some(p.user_id()),
                 }
@@ -264,9 +440,17 @@ impl<'a> Keys<'a> {
     }
 
     /// Managed fields that differ on the gateway, as a `/key/update` body (by hash).
-    fn key_update(&self, hash: &str, alias: &str, info: &KeyRow) -> Option<(KeyUpdate, Vec<&'static str>)> {
+    fn key_update(
+        &self,
+        hash: &str,
+        alias: &str,
+        info: &KeyRow,
+    ) -> Option<(KeyUpdate, Vec<&'static str>)> {
         let spec = &self.key.spec;
-        let mut req = KeyUpdate { key: hash.to_owned(), ..KeyUpdate::default() };
+        let mut req = KeyUpdate {
+            key: hash.to_owned(),
+            ..KeyUpdate::default()
+        };
         let mut changed = Vec::new();
         if info.key_alias.as_deref() != Some(alias) {
             req.key_alias = Some(alias.to_owned());
@@ -305,17 +489,36 @@ impl<'a> Keys<'a> {
     /// new value in the pending Secret, then registers and delivers it.
     async fn issue(&self, scope: &Scope, workload: Option<&Secret>, what: &str) -> Result<Action> {
         if let Some(conflict) = self.clear_alias(&self.alias, None).await? {
-            self.ctx.event(self.key, true, "Conflict", conflict.clone()).await;
-            self.report(Outcome::blocked("Conflict", conflict), workload, None).await;
+            self.ctx
+                .event(self.key, true, "Conflict", conflict.clone())
+                .await;
+            self.report(Outcome::blocked("Conflict", conflict), workload, None)
+                .await;
             return Ok(Action::requeue(self.ctx.resync_after()));
         }
         let trigger = self.key.annotations().get(secret::ROTATE).cloned();
-        let intent = Intent { kind: IntentKind::Issue, next: KeyValue::generate(), replaces: None, trigger };
+        let intent = Intent {
+            kind: IntentKind::Issue,
+            next: KeyValue::generate(),
+            replaces: None,
+            trigger,
+        };
         self.write_pending(&intent).await?;
-        match self.resolve(intent, workload, scope).await? {
+        match self.resolve(intent, workload, scope, true).await? {
             Resolved::Done(s) => {
-                let id = s.annotations().get(secret::KEY_ID).cloned().unwrap_or_default();
-                self.ctx.event(self.key, false, "Issued", format!("key {id} {what} into Secret '{}'", s.name_any())).await;
+                let id = s
+                    .annotations()
+                    .get(secret::KEY_ID)
+                    .cloned()
+                    .unwrap_or_default();
+                self.ctx
+                    .event(
+                        self.key,
+                        false,
+                        "Issued",
+                        format!("key {id} {what} into Secret '{}'", s.name_any()),
+                    )
+                    .await;
                 Ok(Action::requeue(Duration::ZERO))
             }
             Resolved::Blocked(outcome) => {
@@ -328,27 +531,54 @@ impl<'a> Keys<'a> {
     /// Deletes our keys holding `alias` (except `keep`); a key holding it that is not ours is a conflict.
     async fn clear_alias(&self, alias: &str, keep: Option<&str>) -> Result<Option<String>> {
         for row in self.ctx.gateway.keys_by_alias(alias).await? {
-            let Some(token) = row.token.as_deref() else { continue };
+            let Some(token) = row.token.as_deref() else {
+                continue;
+            };
             if Some(token) == keep {
                 continue;
             }
             if self.owner.owns(row.metadata.as_ref()) {
                 self.ctx.gateway.key_delete(token, &self.actor).await?;
-                self.ctx.event(self.key, true, "Revoked", format!("revoked key {} whose value is no longer held by its Secret", short_id(token))).await;
+                self.ctx
+                    .event(
+                        self.key,
+                        true,
+                        "Revoked",
+                        format!(
+                            "revoked key {} whose value is no longer held by its Secret",
+                            short_id(token)
+                        ),
+                    )
+                    .await;
             } else {
-                let by = row.metadata.as_ref().and_then(|m| m.get(super::ownership::OWNER_KEY)).and_then(|v| v.as_str()).unwrap_or("no resource (created outside the operator)");
-                return Ok(Some(format!("key alias '{alias}' is already used on the gateway by a key managed by {by}")));
+                let by = row
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get(super::ownership::OWNER_KEY))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("no resource (created outside the operator)");
+                return Ok(Some(format!(
+                    "key alias '{alias}' is already used on the gateway by a key managed by {by}"
+                )));
             }
         }
         Ok(None)
     }
 
-    fn rotation_due(&self, secret: &Secret, info: &KeyRow, now: jiff::Timestamp) -> Option<(&'static str, Option<String>)> {
+    fn rotation_due(
+        &self,
+        secret: &Secret,
+        info: &KeyRow,
+        now: jiff::Timestamp,
+    ) -> Option<(&'static str, Option<String>)> {
         let requested = self.key.annotations().get(secret::ROTATE);
         if let Some(t) = requested
             && secret.annotations().get(secret::ROTATE_HANDLED) != Some(t)
         {
-            return Some(("requested through the routero.ai/rotate annotation", Some(t.clone())));
+            return Some((
+                "requested through the routero.ai/rotate annotation",
+                Some(t.clone()),
+            ));
         }
         let trigger = requested.cloned();
         if let Some(at) = self.scheduled_rotation(secret)
@@ -366,30 +596,62 @@ impl<'a> Keys<'a> {
 
     /// When `rotation.every` next rotates the key.
     fn scheduled_rotation(&self, secret: &Secret) -> Option<jiff::Timestamp> {
-        let every = self.key.spec.rotation.as_ref()?.every.as_deref().and_then(duration::parse)?;
-        let last = secret.annotations().get(secret::ROTATED_AT)?.parse::<jiff::Timestamp>().ok()?;
-        last.checked_add(jiff::SignedDuration::try_from(every).ok()?).ok()
+        let every = self
+            .key
+            .spec
+            .rotation
+            .as_ref()?
+            .every
+            .as_deref()
+            .and_then(duration::parse)?;
+        let last = secret
+            .annotations()
+            .get(secret::ROTATED_AT)?
+            .parse::<jiff::Timestamp>()
+            .ok()?;
+        last.checked_add(jiff::SignedDuration::try_from(every).ok()?)
+            .ok()
     }
 
     /// When an expiring key is renewed: at the start of the last third of its duration.
     fn renewal(&self, info: &KeyRow) -> Option<jiff::Timestamp> {
-        let lifetime = self.key.spec.duration.as_deref().and_then(duration::parse)?;
+        let lifetime = self
+            .key
+            .spec
+            .duration
+            .as_deref()
+            .and_then(duration::parse)?;
         let expires = parse_time(info.expires.as_deref()?)?;
-        expires.checked_sub(jiff::SignedDuration::try_from(lifetime / 3).ok()?).ok()
+        expires
+            .checked_sub(jiff::SignedDuration::try_from(lifetime / 3).ok()?)
+            .ok()
     }
 
     /// The next resync, or sooner when a rotation, renewal or retirement is due.
     fn next_wake(&self, secret: &Secret, info: &KeyRow, now: jiff::Timestamp) -> Duration {
-        let retire = secret.annotations().get(secret::RETIRE_AFTER).and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let retire = secret
+            .annotations()
+            .get(secret::RETIRE_AFTER)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
         [self.scheduled_rotation(secret), self.renewal(info), retire]
             .into_iter()
             .flatten()
-            .map(|t| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO) + Duration::from_millis(100))
+            .map(|t| {
+                Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
+                    + Duration::from_millis(100)
+            })
             .fold(self.ctx.resync_after(), Duration::min)
     }
 
     fn strategy(&self) -> IntentKind {
-        match self.key.spec.rotation.as_ref().map(|r| r.strategy).unwrap_or_default() {
+        match self
+            .key
+            .spec
+            .rotation
+            .as_ref()
+            .map(|r| r.strategy)
+            .unwrap_or_default()
+        {
             RotationStrategy::Regenerate => IntentKind::Regenerate,
             RotationStrategy::Recreate => IntentKind::Recreate,
             RotationStrategy::Auto if self.ctx.regenerate_unsupported() => IntentKind::Recreate,
@@ -397,18 +659,41 @@ impl<'a> Keys<'a> {
         }
     }
 
-    async fn rotate(&self, scope: &Scope, secret: &Secret, value: &KeyValue, why: &str, trigger: Option<String>) -> Result<Action> {
+    async fn rotate(
+        &self,
+        scope: &Scope,
+        secret: &Secret,
+        value: &KeyValue,
+        why: &str,
+        trigger: Option<String>,
+    ) -> Result<Action> {
         if secret.annotations().contains_key(secret::RETIRING_KEY) {
             // Still in a Recreate grace period: the next rotation waits until the old key is retired.
             return Ok(Action::requeue(Duration::from_secs(1)));
         }
-        let intent = Intent { kind: self.strategy(), next: KeyValue::generate(), replaces: Some(value.hash()), trigger };
+        let intent = Intent {
+            kind: self.strategy(),
+            next: KeyValue::generate(),
+            replaces: Some(value.hash()),
+            trigger,
+        };
         tracing::info!(key = self.owner.id, kind = ?intent.kind, why, "rotating key");
         self.write_pending(&intent).await?;
-        match self.resolve(intent, Some(secret), scope).await? {
+        match self.resolve(intent, Some(secret), scope, true).await? {
             Resolved::Done(s) => {
-                let id = s.annotations().get(secret::KEY_ID).cloned().unwrap_or_default();
-                self.ctx.event(self.key, false, "Rotated", format!("rotated key {} to {id} ({why})", value.id())).await;
+                let id = s
+                    .annotations()
+                    .get(secret::KEY_ID)
+                    .cloned()
+                    .unwrap_or_default();
+                self.ctx
+                    .event(
+                        self.key,
+                        false,
+                        "Rotated",
+                        format!("rotated key {} to {id} ({why})", value.id()),
+                    )
+                    .await;
                 Ok(Action::requeue(Duration::ZERO))
             }
             Resolved::Blocked(outcome) => {
@@ -420,12 +705,21 @@ impl<'a> Keys<'a> {
 
     /// Carries a pending intent through: register on the gateway if not yet there, confirm by hash, deliver into
     /// the workload Secret, then drop the pending Secret. Safe to run again from any point.
-    async fn resolve(&self, mut intent: Intent, workload: Option<&Secret>, scope: &Scope) -> Result<Resolved> {
+    /// `fresh`: the value was chosen in this pass and the key it replaces was just read, so neither is looked up
+    /// again before the register call.
+    async fn resolve(
+        &self,
+        mut intent: Intent,
+        workload: Option<&Secret>,
+        scope: &Scope,
+        fresh: bool,
+    ) -> Result<Resolved> {
         let hash = intent.next.hash();
         let gw = &self.ctx.gateway;
-        if gw.key_info(&hash).await?.is_none() {
+        if fresh || gw.key_info(&hash).await?.is_none() {
             if intent.kind == IntentKind::Regenerate {
                 let old_live = match &intent.replaces {
+                    Some(_) if fresh => true,
                     Some(old) => gw.key_info(old).await?.is_some(),
                     None => false,
                 };
@@ -433,15 +727,31 @@ impl<'a> Keys<'a> {
                     // Nothing left to regenerate: the new value becomes a fresh key.
                     intent.kind = IntentKind::Issue;
                 } else {
-                    let req = KeyRegenerate { key: intent.replaces.clone().unwrap_or_default(), new_key: intent.next.secret(), duration: self.key.spec.duration.clone() };
+                    let req = KeyRegenerate {
+                        key: intent.replaces.clone().unwrap_or_default(),
+                        new_key: intent.next.secret(),
+                        duration: self.key.spec.duration.clone(),
+                    };
                     match gw.key_regenerate(&req, &self.actor).await {
                         Ok(()) => {}
                         Err(e) if e.is_licence_gated() => {
                             self.ctx.set_regenerate_unsupported();
-                            let auto = self.key.spec.rotation.as_ref().map(|r| r.strategy).unwrap_or_default() == RotationStrategy::Auto;
+                            let auto = self
+                                .key
+                                .spec
+                                .rotation
+                                .as_ref()
+                                .map(|r| r.strategy)
+                                .unwrap_or_default()
+                                == RotationStrategy::Auto;
                             if !auto {
                                 self.delete_secret(&secret::pending_name(self.key)).await?;
-                                return Ok(Resolved::Blocked(Outcome::failed("RegenerateUnsupported", format!("rotation strategy Regenerate: {e}; use Recreate or Auto"))));
+                                return Ok(Resolved::Blocked(Outcome::failed(
+                                    "RegenerateUnsupported",
+                                    format!(
+                                        "rotation strategy Regenerate: {e}; use Recreate or Auto"
+                                    ),
+                                )));
                             }
                             intent.kind = IntentKind::Recreate;
                             self.write_pending(&intent).await?;
@@ -451,24 +761,41 @@ impl<'a> Keys<'a> {
                 }
             }
             if intent.kind != IntentKind::Regenerate {
-                let alias = if intent.kind == IntentKind::Recreate { self.next_alias() } else { self.alias.clone() };
+                let alias = if intent.kind == IntentKind::Recreate {
+                    self.next_alias()
+                } else {
+                    self.alias.clone()
+                };
                 let req = self.generate_request(&intent.next, &alias, scope);
                 match gw.key_generate(&req, &self.actor).await {
                     Ok(()) => {}
-                    Err(GatewayError::Api { status: 400, message, .. }) if message.contains("already exists") => {
-                        // A stale key of ours still holds the alias: revoke it and register again.
-                        if let Some(conflict) = self.clear_alias(&alias, Some(&hash)).await? {
-                            self.delete_secret(&secret::pending_name(self.key)).await?;
-                            return Ok(Resolved::Blocked(Outcome::blocked("Conflict", conflict)));
+                    // The alias is taken: by this very value (registered by an earlier attempt; the gateway checks the
+                    // alias before the secret), or by a stale key of ours, which is revoked, or by someone else.
+                    Err(GatewayError::Api {
+                        status: 400,
+                        message,
+                        ..
+                    }) if message.contains("already exists") => {
+                        if gw.key_info(&hash).await?.is_none() {
+                            if let Some(conflict) = self.clear_alias(&alias, Some(&hash)).await? {
+                                self.delete_secret(&secret::pending_name(self.key)).await?;
+                                return Ok(Resolved::Blocked(Outcome::blocked(
+                                    "Conflict", conflict,
+                                )));
+                            }
+                            gw.key_generate(&req, &self.actor).await?;
                         }
-                        gw.key_generate(&req, &self.actor).await?;
                     }
                     Err(e) => self.confirm_after_error(&hash, e).await?,
                 }
             }
             // A 200 proves nothing (a repeated secret is accepted without a row): only /key/info does.
             if gw.key_info(&hash).await?.is_none() {
-                return Err(Error::Gateway(GatewayError::Api { status: 500, message: "the gateway accepted the key but does not list it; will retry".into(), retry_after: None }));
+                return Err(Error::Gateway(GatewayError::Api {
+                    status: 500,
+                    message: "the gateway accepted the key but does not list it; will retry".into(),
+                    retry_after: None,
+                }));
             }
         }
         let kind = intent.kind;
@@ -481,8 +808,17 @@ impl<'a> Keys<'a> {
             None => state.remove(secret::ROTATE_HANDLED),
         };
         if let (IntentKind::Recreate, Some(old)) = (kind, &intent.replaces) {
-            let grace = self.key.spec.rotation.as_ref().and_then(|r| r.grace_period.as_deref()).and_then(duration::parse).unwrap_or_default();
-            let after = jiff::Timestamp::now().checked_add(jiff::SignedDuration::try_from(grace).unwrap_or_default()).unwrap_or_else(|_| jiff::Timestamp::now());
+            let grace = self
+                .key
+                .spec
+                .rotation
+                .as_ref()
+                .and_then(|r| r.grace_period.as_deref())
+                .and_then(duration::parse)
+                .unwrap_or_default();
+            let after = jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::try_from(grace).unwrap_or_default())
+                .unwrap_or_else(|_| jiff::Timestamp::now());
             state.insert(secret::RETIRING_KEY.into(), old.clone());
             state.insert(secret::RETIRE_AFTER.into(), after.to_string());
         } else {
@@ -504,7 +840,10 @@ impl<'a> Keys<'a> {
 
     async fn write_pending(&self, intent: &Intent) -> Result<()> {
         let p = secret::pending_secret(self.key, intent);
-        let pp = PostParams { field_manager: Some(super::status::MANAGER.into()), ..PostParams::default() };
+        let pp = PostParams {
+            field_manager: Some(super::status::MANAGER.into()),
+            ..PostParams::default()
+        };
         match self.secrets.get_opt(&p.name_any()).await? {
             None => drop(self.secrets.create(&pp, &p).await?),
             Some(existing) => {
@@ -517,9 +856,17 @@ impl<'a> Keys<'a> {
     }
 
     /// Creates or replaces (with optimistic concurrency) the workload Secret with `value` and `state`.
-    async fn write_workload(&self, existing: Option<&Secret>, value: &KeyValue, state: &BTreeMap<String, String>) -> Result<Secret> {
+    async fn write_workload(
+        &self,
+        existing: Option<&Secret>,
+        value: &KeyValue,
+        state: &BTreeMap<String, String>,
+    ) -> Result<Secret> {
         let mut want = secret::workload_secret(self.key, value, self.ctx.gateway.base_url(), state);
-        let pp = PostParams { field_manager: Some(super::status::MANAGER.into()), ..PostParams::default() };
+        let pp = PostParams {
+            field_manager: Some(super::status::MANAGER.into()),
+            ..PostParams::default()
+        };
         Ok(match existing.filter(|s| s.name_any() == want.name_any()) {
             None => self.secrets.create(&pp, &want).await?,
             Some(s) => {
@@ -541,8 +888,16 @@ impl<'a> Keys<'a> {
     /// of ours under its aliases), then removes its Secrets. Returns how many keys were revoked.
     async fn revoke_everything(&self) -> Result<usize> {
         let mut hashes = Vec::new();
-        let workload = self.secrets.get_opt(&self.key.secret_name()).await?.filter(|s| secret::is_ours(s, self.key));
-        let pending = self.secrets.get_opt(&secret::pending_name(self.key)).await?.filter(|s| secret::is_ours(s, self.key));
+        let workload = self
+            .secrets
+            .get_opt(&self.key.secret_name())
+            .await?
+            .filter(|s| secret::is_ours(s, self.key));
+        let pending = self
+            .secrets
+            .get_opt(&secret::pending_name(self.key))
+            .await?
+            .filter(|s| secret::is_ours(s, self.key));
         if let Some(s) = &workload {
             hashes.extend(secret::key_in(s, &self.key.spec.secret.key_field).map(|v| v.hash()));
             hashes.extend(s.annotations().get(secret::RETIRING_KEY).cloned());
@@ -578,27 +933,67 @@ impl<'a> Keys<'a> {
     /// its Secret, dropping the Secret's ownerReference so garbage collection leaves it.
     async fn cleanup(&self) -> Result<Action> {
         if self.key.spec.deletion_policy == DeletionPolicy::Orphan {
-            if let Some(p) = self.secrets.get_opt(&secret::pending_name(self.key)).await?.filter(|s| secret::is_ours(s, self.key)) {
+            if let Some(p) = self
+                .secrets
+                .get_opt(&secret::pending_name(self.key))
+                .await?
+                .filter(|s| secret::is_ours(s, self.key))
+            {
                 // A pending value is not delivered to anyone: revoke it rather than leave it unknown.
                 if let Some(intent) = secret::read_pending(&p) {
-                    self.ctx.gateway.key_delete(&intent.next.hash(), &self.actor).await?;
+                    self.ctx
+                        .gateway
+                        .key_delete(&intent.next.hash(), &self.actor)
+                        .await?;
                 }
                 self.delete_secret(&p.name_any()).await?;
             }
-            if let Some(s) = self.secrets.get_opt(&self.key.secret_name()).await?.filter(|s| secret::is_ours(s, self.key)) {
+            if let Some(s) = self
+                .secrets
+                .get_opt(&self.key.secret_name())
+                .await?
+                .filter(|s| secret::is_ours(s, self.key))
+            {
                 let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
-                self.secrets.patch(&s.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                self.secrets
+                    .patch(
+                        &s.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
             }
-            self.ctx.event(self.key, false, "Orphaned", "left the key and its Secret in place (deletionPolicy: Orphan)".into()).await;
+            self.ctx
+                .event(
+                    self.key,
+                    false,
+                    "Orphaned",
+                    "left the key and its Secret in place (deletionPolicy: Orphan)".into(),
+                )
+                .await;
             return Ok(Action::await_change());
         }
         let revoked = self.revoke_everything().await?;
-        self.ctx.event(self.key, false, "Revoked", format!("revoked {revoked} key(s) and removed Secret '{}'", self.key.secret_name())).await;
+        self.ctx
+            .event(
+                self.key,
+                false,
+                "Revoked",
+                format!(
+                    "revoked {revoked} key(s) and removed Secret '{}'",
+                    self.key.secret_name()
+                ),
+            )
+            .await;
         Ok(Action::await_change())
     }
 
     fn is_reported(&self, reason: &str) -> bool {
-        self.key.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason))
+        self.key.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == reason)
+        })
     }
 
     async fn report(&self, outcome: Outcome, secret: Option<&Secret>, info: Option<&KeyRow>) {
@@ -606,23 +1001,43 @@ impl<'a> Keys<'a> {
         let api: Api<RouteroKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let previous = key.status.clone().unwrap_or_default();
         if outcome.synced {
-            self.ctx.succeeded(&format!("{}/{}", self.ns, key.name_any()));
+            self.ctx
+                .succeeded(&format!("{}/{}", self.ns, key.name_any()));
         }
-        let delivered = secret.and_then(|s| secret::key_in(s, &key.spec.secret.key_field).map(|v| (s, v)));
+        let delivered =
+            secret.and_then(|s| secret::key_in(s, &key.spec.secret.key_field).map(|v| (s, v)));
         let ready = outcome.ready;
         let status = RouteroKeyStatus {
             conditions: outcome.conditions(&previous.conditions, key.metadata.generation),
             observed_generation: key.metadata.generation,
             alias: Some(self.alias.clone()),
-            key_id: if ready { delivered.as_ref().map(|(_, v)| v.id()) } else { delivered.as_ref().map(|(_, v)| v.id()).or(previous.key_id.clone()) },
+            key_id: if ready {
+                delivered.as_ref().map(|(_, v)| v.id())
+            } else {
+                delivered
+                    .as_ref()
+                    .map(|(_, v)| v.id())
+                    .or(previous.key_id.clone())
+            },
             team_id: info.and_then(|i| i.team_id.clone()).or(previous.team_id),
             user_id: info.map_or(previous.user_id, |i| i.user_id.clone()),
             secret_name: Some(key.secret_name()),
             spend: info.and_then(|i| i.spend).or(previous.spend),
-            expires_at: info.map_or(previous.expires_at, |i| i.expires.as_deref().and_then(parse_time).map(|t| t.to_string())),
-            last_rotation: secret.and_then(|s| s.annotations().get(secret::ROTATED_AT).cloned()).or(previous.last_rotation),
+            expires_at: info.map_or(previous.expires_at, |i| {
+                i.expires
+                    .as_deref()
+                    .and_then(parse_time)
+                    .map(|t| t.to_string())
+            }),
+            last_rotation: secret
+                .and_then(|s| s.annotations().get(secret::ROTATED_AT).cloned())
+                .or(previous.last_rotation),
             next_rotation: match (secret, info) {
-                (Some(s), Some(i)) => [self.scheduled_rotation(s), self.renewal(i)].into_iter().flatten().min().map(|t| t.to_string()),
+                (Some(s), Some(i)) => [self.scheduled_rotation(s), self.renewal(i)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|t| t.to_string()),
                 _ => previous.next_rotation,
             },
         };

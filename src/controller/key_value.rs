@@ -61,7 +61,10 @@ mod tests {
         assert_ne!(a.expose(), b.expose());
         // Computed independently with `printf %s sk-test-0123456789abcdef | sha256sum`.
         let k = KeyValue::from_bytes(b"sk-test-0123456789abcdef\n").expect("key");
-        assert_eq!(k.hash(), "c871f067542d565c57ebb8b54f99afe326644dceeb5c05fc2209a8161a52875e");
+        assert_eq!(
+            k.hash(),
+            "c871f067542d565c57ebb8b54f99afe326644dceeb5c05fc2209a8161a52875e"
+        );
         assert_eq!(k.id(), "c871f067542d");
     }
 

@@ -42,25 +42,43 @@ where
 }
 
 /// Consumes a controller's result stream; failures were already reported by the reconcile and error policy.
-async fn log_result<K: kube::Resource>(kind: &'static str, res: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<Error, watcher::Error>>) {
+async fn log_result<K: kube::Resource>(
+    kind: &'static str,
+    res: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<Error, watcher::Error>>,
+) {
     if let Err(e) = res {
         tracing::debug!(error = %e, kind, "controller");
     }
 }
 
 /// Keys in the same namespace whose `teamRef` or `memberRef` names `name`.
-fn dependents(store: &kube::runtime::reflector::Store<RouteroKey>, ns: Option<String>, name: String, by_member: bool) -> Vec<ObjectRef<RouteroKey>> {
+fn dependents(
+    store: &kube::runtime::reflector::Store<RouteroKey>,
+    ns: Option<String>,
+    name: String,
+    by_member: bool,
+) -> Vec<ObjectRef<RouteroKey>> {
     store
         .state()
         .into_iter()
         .filter(|k| k.namespace() == ns)
-        .filter(|k| if by_member { k.spec.member_ref.as_ref().is_some_and(|m| m.name == name) } else { k.spec.team_ref.name == name })
+        .filter(|k| {
+            if by_member {
+                k.spec.member_ref.as_ref().is_some_and(|m| m.name == name)
+            } else {
+                k.spec.team_ref.name == name
+            }
+        })
         .map(|k| ObjectRef::from_obj(k.as_ref()))
         .collect()
 }
 
 /// Runs every controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
     let ns = namespace.as_deref();
     let teams = Controller::new(api::<RouteroTeam>(&ctx, ns), watcher::Config::default())
         .graceful_shutdown_on(shutdown.clone())
@@ -72,9 +90,20 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Fu
     let member_store = store.clone();
     let keys = keys
         // Only the Secrets the operator wrote are watched: never a cluster-wide cache of every Secret.
-        .owns(api::<Secret>(&ctx, ns), watcher::Config::default().labels(secret::MANAGED_SELECTOR))
-        .watches(api::<RouteroTeam>(&ctx, ns), watcher::Config::default(), move |t| dependents(&store, t.namespace(), t.name_any(), false))
-        .watches(api::<RouteroMember>(&ctx, ns), watcher::Config::default(), move |m| dependents(&member_store, m.namespace(), m.name_any(), true))
+        .owns(
+            api::<Secret>(&ctx, ns),
+            watcher::Config::default().labels(secret::MANAGED_SELECTOR),
+        )
+        .watches(
+            api::<RouteroTeam>(&ctx, ns),
+            watcher::Config::default(),
+            move |t| dependents(&store, t.namespace(), t.name_any(), false),
+        )
+        .watches(
+            api::<RouteroMember>(&ctx, ns),
+            watcher::Config::default(),
+            move |m| dependents(&member_store, m.namespace(), m.name_any(), true),
+        )
         .graceful_shutdown_on(shutdown)
         .run(key::reconcile, error_policy, ctx.clone())
         .for_each(|r| log_result("RouteroKey", r));

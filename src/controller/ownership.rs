@@ -29,9 +29,16 @@ pub enum Claim {
 
 impl Owner {
     pub fn of<K: Resource<DynamicType = ()>>(obj: &K) -> Result<Self> {
-        let ns = obj.namespace().ok_or_else(|| Error::Invalid("resource has no namespace".into()))?;
-        let uid = obj.uid().ok_or_else(|| Error::Invalid("resource has no uid".into()))?;
-        Ok(Self { id: format!("{}/{}/{}", K::kind(&()), ns, obj.name_any()), uid })
+        let ns = obj
+            .namespace()
+            .ok_or_else(|| Error::Invalid("resource has no namespace".into()))?;
+        let uid = obj
+            .uid()
+            .ok_or_else(|| Error::Invalid("resource has no uid".into()))?;
+        Ok(Self {
+            id: format!("{}/{}/{}", K::kind(&()), ns, obj.name_any()),
+            uid,
+        })
     }
 
     /// The `litellm-changed-by` audit value.
@@ -49,11 +56,16 @@ impl Owner {
     /// Same namespace and name counts as ours even with another uid: the resource was deleted with `Orphan` and
     /// created again, which is how a user hands an object to a new resource.
     pub fn claim(&self, existing: Option<&Metadata>, adopt: bool, what: &str) -> Claim {
-        match existing.and_then(|m| m.get(OWNER_KEY)).and_then(Value::as_str) {
+        match existing
+            .and_then(|m| m.get(OWNER_KEY))
+            .and_then(Value::as_str)
+        {
             Some(owner) if owner == self.id => Claim::Ours,
             Some(owner) => Claim::Conflict(format!("{what} is already managed by {owner}")),
             None if adopt => Claim::Adopt,
-            None => Claim::Conflict(format!("{what} already exists and no resource manages it; set spec.adopt: true to take it over")),
+            None => Claim::Conflict(format!(
+                "{what} already exists and no resource manages it; set spec.adopt: true to take it over"
+            )),
         }
     }
 
@@ -68,7 +80,10 @@ mod tests {
     use super::*;
 
     fn owner() -> Owner {
-        Owner { id: "RouteroTeam/ns-a/finance".into(), uid: "u1".into() }
+        Owner {
+            id: "RouteroTeam/ns-a/finance".into(),
+            uid: "u1".into(),
+        }
     }
 
     #[test]
@@ -78,9 +93,13 @@ mod tests {
         assert_eq!(o.claim(Some(&ours), false, "team"), Claim::Ours);
         let mut other = Metadata::new();
         other.insert(OWNER_KEY.into(), "RouteroTeam/ns-b/finance".into());
-        assert!(matches!(o.claim(Some(&other), true, "team 'finance'"), Claim::Conflict(m) if m.contains("ns-b")));
+        assert!(
+            matches!(o.claim(Some(&other), true, "team 'finance'"), Claim::Conflict(m) if m.contains("ns-b"))
+        );
         assert_eq!(o.claim(None, true, "team"), Claim::Adopt);
-        assert!(matches!(o.claim(Some(&Metadata::new()), false, "team"), Claim::Conflict(m) if m.contains("adopt")));
+        assert!(
+            matches!(o.claim(Some(&Metadata::new()), false, "team"), Claim::Conflict(m) if m.contains("adopt"))
+        );
         assert!(!o.owns(Some(&other)));
     }
 }

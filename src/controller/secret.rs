@@ -80,14 +80,22 @@ pub fn pending_name(key: &RouteroKey) -> String {
 /// Ours when it has an ownerReference to this RouteroKey: a Secret the operator did not create is never written.
 pub fn is_ours(secret: &Secret, key: &RouteroKey) -> bool {
     let uid = key.uid();
-    secret.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref())
+    secret
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == uid.as_ref())
 }
 
 pub fn owner_reference(key: &RouteroKey) -> Option<OwnerReference> {
     key.controller_owner_ref(&())
 }
 
-fn meta(key: &RouteroKey, name: String, mut labels: BTreeMap<String, String>, annotations: BTreeMap<String, String>) -> ObjectMeta {
+fn meta(
+    key: &RouteroKey,
+    name: String,
+    mut labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+) -> ObjectMeta {
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     labels.insert(KEY_LABEL.into(), key.name_any());
     ObjectMeta {
@@ -102,13 +110,21 @@ fn meta(key: &RouteroKey, name: String, mut labels: BTreeMap<String, String>, an
 
 /// The workload Secret holding `value`: every field in one object, so a consumer never sees half of it.
 /// `state` carries the operator's annotations (key id, rotation time, retiring key).
-pub fn workload_secret(key: &RouteroKey, value: &KeyValue, gateway_url: &str, state: &BTreeMap<String, String>) -> Secret {
+pub fn workload_secret(
+    key: &RouteroKey,
+    value: &KeyValue,
+    gateway_url: &str,
+    state: &BTreeMap<String, String>,
+) -> Secret {
     let spec = &key.spec.secret;
     let mut annotations = spec.annotations.clone();
     annotations.extend(state.iter().map(|(k, v)| (k.clone(), v.clone())));
     annotations.insert(KEY_ID.into(), value.id());
     let mut data = BTreeMap::new();
-    data.insert(spec.key_field.clone(), ByteString(value.expose().as_bytes().to_vec()));
+    data.insert(
+        spec.key_field.clone(),
+        ByteString(value.expose().as_bytes().to_vec()),
+    );
     if let Some(field) = &spec.base_url_field {
         data.insert(field.clone(), ByteString(gateway_url.as_bytes().to_vec()));
     }
@@ -122,18 +138,31 @@ pub fn workload_secret(key: &RouteroKey, value: &KeyValue, gateway_url: &str, st
 
 /// The operator's own annotations on a workload Secret (everything under routero.ai/ except the key id).
 pub fn operator_state(secret: &Secret) -> BTreeMap<String, String> {
-    secret.annotations().iter().filter(|(k, _)| k.starts_with("routero.ai/") && k.as_str() != KEY_ID).map(|(k, v)| (k.clone(), v.clone())).collect()
+    secret
+        .annotations()
+        .iter()
+        .filter(|(k, _)| k.starts_with("routero.ai/") && k.as_str() != KEY_ID)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The key in a workload Secret, if it holds one.
 pub fn key_in(secret: &Secret, field: &str) -> Option<KeyValue> {
-    secret.data.as_ref()?.get(field).and_then(|b| KeyValue::from_bytes(&b.0))
+    secret
+        .data
+        .as_ref()?
+        .get(field)
+        .and_then(|b| KeyValue::from_bytes(&b.0))
 }
 
 /// True when the Secret still looks exactly as the operator would write it for `value` (labels, annotations, fields).
 pub fn matches(secret: &Secret, want: &Secret) -> bool {
-    let has_all = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| want.iter().all(|(k, v)| have.get(k) == Some(v));
-    has_all(secret.labels(), want.labels()) && has_all(secret.annotations(), want.annotations()) && secret.data == want.data
+    let has_all = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
+        want.iter().all(|(k, v)| have.get(k) == Some(v))
+    };
+    has_all(secret.labels(), want.labels())
+        && has_all(secret.annotations(), want.annotations())
+        && secret.data == want.data
 }
 
 pub fn pending_secret(key: &RouteroKey, intent: &Intent) -> Secret {
@@ -146,9 +175,17 @@ pub fn pending_secret(key: &RouteroKey, intent: &Intent) -> Secret {
         annotations.insert(ROTATE_HANDLED.into(), t.clone());
     }
     let mut data = BTreeMap::new();
-    data.insert(PENDING_FIELD.into(), ByteString(intent.next.expose().as_bytes().to_vec()));
+    data.insert(
+        PENDING_FIELD.into(),
+        ByteString(intent.next.expose().as_bytes().to_vec()),
+    );
     Secret {
-        metadata: meta(key, pending_name(key), BTreeMap::from([("routero.ai/pending".into(), "true".into())]), annotations),
+        metadata: meta(
+            key,
+            pending_name(key),
+            BTreeMap::from([("routero.ai/pending".into(), "true".into())]),
+            annotations,
+        ),
         data: Some(data),
         type_: Some("Opaque".into()),
         ..Secret::default()
@@ -181,7 +218,12 @@ mod tests {
     fn workload_secret_has_every_field_and_an_owner() {
         let k = key();
         let v = KeyValue::generate();
-        let s = workload_secret(&k, &v, "https://gw", &BTreeMap::from([(ROTATED_AT.to_string(), "t0".to_string())]));
+        let s = workload_secret(
+            &k,
+            &v,
+            "https://gw",
+            &BTreeMap::from([(ROTATED_AT.to_string(), "t0".to_string())]),
+        );
         let data = s.data.as_ref().expect("data");
         assert_eq!(data["OPENAI_API_KEY"].0, v.expose().as_bytes());
         assert_eq!(data["OPENAI_BASE_URL"].0, b"https://gw");
@@ -190,10 +232,16 @@ mod tests {
         assert_eq!(s.annotations()[KEY_ID], v.id());
         assert_eq!(s.name_any(), "llm");
         assert!(is_ours(&s, &k));
-        assert_eq!(key_in(&s, "OPENAI_API_KEY").map(|x| x.hash()), Some(v.hash()));
+        assert_eq!(
+            key_in(&s, "OPENAI_API_KEY").map(|x| x.hash()),
+            Some(v.hash())
+        );
         assert!(matches(&s, &s.clone()));
         let mut edited = s.clone();
-        edited.data.get_or_insert_default().insert("OPENAI_API_KEY".into(), ByteString(b"sk-edited-by-hand-000".to_vec()));
+        edited.data.get_or_insert_default().insert(
+            "OPENAI_API_KEY".into(),
+            ByteString(b"sk-edited-by-hand-000".to_vec()),
+        );
         assert!(!matches(&edited, &s));
     }
 
@@ -207,7 +255,12 @@ mod tests {
     #[test]
     fn pending_intent_round_trips() {
         let k = key();
-        let intent = Intent { kind: IntentKind::Recreate, next: KeyValue::generate(), replaces: Some("abc".into()), trigger: Some("now".into()) };
+        let intent = Intent {
+            kind: IntentKind::Recreate,
+            next: KeyValue::generate(),
+            replaces: Some("abc".into()),
+            trigger: Some("now".into()),
+        };
         let back = read_pending(&pending_secret(&k, &intent)).expect("intent");
         assert_eq!(back.kind, IntentKind::Recreate);
         assert_eq!(back.next.hash(), intent.next.hash());

@@ -19,31 +19,75 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn ready(reason: &str, message: impl Into<String>) -> Self {
-        Self { ready: true, synced: true, reason: reason.into(), message: message.into() }
+        Self {
+            ready: true,
+            synced: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// Reconciled as far as possible, but not usable (a conflict, a missing dependency).
     pub fn blocked(reason: &str, message: impl Into<String>) -> Self {
-        Self { ready: false, synced: true, reason: reason.into(), message: message.into() }
+        Self {
+            ready: false,
+            synced: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// The reconcile itself failed.
     pub fn failed(reason: &str, message: impl Into<String>) -> Self {
-        Self { ready: false, synced: false, reason: reason.into(), message: message.into() }
+        Self {
+            ready: false,
+            synced: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// `Ready` and `Synced`, keeping each one's transition time when its status is unchanged.
     pub fn conditions(&self, previous: &[Condition], generation: Option<i64>) -> Vec<Condition> {
-        let synced_reason = if self.synced { "ReconcileSuccess" } else { self.reason.as_str() };
-        let synced_message = if self.synced { "" } else { self.message.as_str() };
+        let synced_reason = if self.synced {
+            "ReconcileSuccess"
+        } else {
+            self.reason.as_str()
+        };
+        let synced_message = if self.synced {
+            ""
+        } else {
+            self.message.as_str()
+        };
         vec![
-            condition(previous, "Ready", self.ready, &self.reason, &self.message, generation),
-            condition(previous, "Synced", self.synced, synced_reason, synced_message, generation),
+            condition(
+                previous,
+                "Ready",
+                self.ready,
+                &self.reason,
+                &self.message,
+                generation,
+            ),
+            condition(
+                previous,
+                "Synced",
+                self.synced,
+                synced_reason,
+                synced_message,
+                generation,
+            ),
         ]
     }
 }
 
-fn condition(previous: &[Condition], type_: &str, ok: bool, reason: &str, message: &str, generation: Option<i64>) -> Condition {
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
     let status = if ok { "True" } else { "False" };
     let last_transition_time = previous
         .iter()
@@ -62,7 +106,12 @@ fn condition(previous: &[Condition], type_: &str, ok: bool, reason: &str, messag
 
 /// Writes `status` with server-side apply, unless it equals what the object already shows (steady state makes no
 /// Kubernetes writes either).
-pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, current: Option<&S>, status: &S) -> Result<(), kube::Error>
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + PartialEq,
@@ -76,7 +125,13 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await.map(drop)
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(drop)
 }
 
 #[cfg(test)]
@@ -89,10 +144,16 @@ mod tests {
         let mut old = first.clone();
         old[0].last_transition_time = Some("2020-01-01T00:00:00Z".into());
         let again = Outcome::ready("Updated", "ok").conditions(&old, Some(2));
-        assert_eq!(again[0].last_transition_time.as_deref(), Some("2020-01-01T00:00:00Z"));
+        assert_eq!(
+            again[0].last_transition_time.as_deref(),
+            Some("2020-01-01T00:00:00Z")
+        );
         assert_eq!(again[0].observed_generation, Some(2));
         let down = Outcome::failed("GatewayUnavailable", "503").conditions(&old, Some(2));
-        assert_ne!(down[0].last_transition_time.as_deref(), Some("2020-01-01T00:00:00Z"));
+        assert_ne!(
+            down[0].last_transition_time.as_deref(),
+            Some("2020-01-01T00:00:00Z")
+        );
         assert_eq!(down[0].status, "False");
         assert_eq!(down[1].reason, "GatewayUnavailable");
     }
@@ -100,7 +161,13 @@ mod tests {
     #[test]
     fn blocked_is_synced_but_not_ready() {
         let c = Outcome::blocked("Conflict", "owned by someone else").conditions(&[], None);
-        assert_eq!((c[0].status.as_str(), c[0].reason.as_str()), ("False", "Conflict"));
-        assert_eq!((c[1].status.as_str(), c[1].reason.as_str()), ("True", "ReconcileSuccess"));
+        assert_eq!(
+            (c[0].status.as_str(), c[0].reason.as_str()),
+            ("False", "Conflict")
+        );
+        assert_eq!(
+            (c[1].status.as_str(), c[1].reason.as_str()),
+            ("True", "ReconcileSuccess")
+        );
     }
 }

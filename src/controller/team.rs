@@ -17,7 +17,9 @@ use crate::gateway::types::{Metadata, TeamRow, TeamWrite};
 pub const FINALIZER: &str = "routero.ai/finalizer";
 
 pub async fn reconcile(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = team.namespace().ok_or_else(|| Error::Invalid("RouteroTeam has no namespace".into()))?;
+    let ns = team
+        .namespace()
+        .ok_or_else(|| Error::Invalid("RouteroTeam has no namespace".into()))?;
     let api: Api<RouteroTeam> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, team.clone(), |event| async {
         match event {
@@ -28,8 +30,16 @@ pub async fn reconcile(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Acti
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if let Err(e) = &result {
-        report(&api, &team, &ctx, None, Outcome::failed(e.reason(), e.to_string())).await;
-        ctx.event(team.as_ref(), true, e.reason(), e.to_string()).await;
+        report(
+            &api,
+            &team,
+            &ctx,
+            None,
+            Outcome::failed(e.reason(), e.to_string()),
+        )
+        .await;
+        ctx.event(team.as_ref(), true, e.reason(), e.to_string())
+            .await;
     }
     result
 }
@@ -38,24 +48,45 @@ pub async fn reconcile(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Acti
 async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
     let owner = Owner::of(team)?;
     let team_id = team.team_id();
-    let api: Api<RouteroTeam> = Api::namespaced(ctx.client.clone(), &team.namespace().unwrap_or_default());
+    let api: Api<RouteroTeam> =
+        Api::namespaced(ctx.client.clone(), &team.namespace().unwrap_or_default());
     let actor = owner.actor();
     let gw = &ctx.gateway;
 
     let (outcome, row) = match gw.team_info(&team_id).await? {
         None => {
-            let row = match gw.team_new(&create_request(&team.spec, &team_id, &owner), &actor).await {
+            let row = match gw
+                .team_new(&create_request(&team.spec, &team_id, &owner), &actor)
+                .await
+            {
                 Ok(row) => row,
                 // Created by a concurrent writer (or an earlier attempt whose reply was lost): decide on the next pass.
-                Err(GatewayError::Api { status: 400, message, .. }) if message.contains("already exists") => {
+                Err(GatewayError::Api {
+                    status: 400,
+                    message,
+                    ..
+                }) if message.contains("already exists") => {
                     return Ok(Action::requeue(std::time::Duration::from_secs(1)));
                 }
                 Err(e) => return Err(e.into()),
             };
-            ctx.event(team, false, "Created", format!("created gateway team '{team_id}'")).await;
-            (Outcome::ready("Available", format!("gateway team '{team_id}' created")), Some(row))
+            ctx.event(
+                team,
+                false,
+                "Created",
+                format!("created gateway team '{team_id}'"),
+            )
+            .await;
+            (
+                Outcome::ready("Available", format!("gateway team '{team_id}' created")),
+                Some(row),
+            )
         }
-        Some(current) => match owner.claim(current.metadata.as_ref(), team.spec.adopt, &format!("gateway team '{team_id}'")) {
+        Some(current) => match owner.claim(
+            current.metadata.as_ref(),
+            team.spec.adopt || manages(team, &team_id),
+            &format!("gateway team '{team_id}'"),
+        ) {
             Claim::Conflict(message) => {
                 if !is_reported(team, "Conflict") {
                     ctx.event(team, true, "Conflict", message.clone()).await;
@@ -65,13 +96,31 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
             claim => {
                 let adopted = claim == Claim::Adopt;
                 match update_request(&team.spec, &team_id, &owner, &current) {
-                    None => (Outcome::ready("Available", format!("gateway team '{team_id}' matches the spec")), Some(current)),
+                    None => (
+                        Outcome::ready(
+                            "Available",
+                            format!("gateway team '{team_id}' matches the spec"),
+                        ),
+                        Some(current),
+                    ),
                     Some((req, changed)) => {
                         let row = gw.team_update(&req, &actor).await?;
                         let (reason, note) = if adopted {
-                            ("Adopted", format!("adopted gateway team '{team_id}' (set {})", changed.join(", ")))
+                            (
+                                "Adopted",
+                                format!(
+                                    "adopted gateway team '{team_id}' (set {})",
+                                    changed.join(", ")
+                                ),
+                            )
                         } else {
-                            ("Updated", format!("updated {} of gateway team '{team_id}'", changed.join(", ")))
+                            (
+                                "Updated",
+                                format!(
+                                    "updated {} of gateway team '{team_id}'",
+                                    changed.join(", ")
+                                ),
+                            )
                         };
                         ctx.event(team, false, reason, note.clone()).await;
                         (Outcome::ready("Available", note), Some(row))
@@ -88,14 +137,26 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
 async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
     let team_id = team.team_id();
     if team.spec.deletion_policy == DeletionPolicy::Orphan {
-        ctx.event(team, false, "Orphaned", format!("left gateway team '{team_id}' in place (deletionPolicy: Orphan)")).await;
+        ctx.event(
+            team,
+            false,
+            "Orphaned",
+            format!("left gateway team '{team_id}' in place (deletionPolicy: Orphan)"),
+        )
+        .await;
         return Ok(Action::await_change());
     }
     let owner = Owner::of(team)?;
     match ctx.gateway.team_info(&team_id).await? {
         Some(current) if owner.owns(current.metadata.as_ref()) => {
             ctx.gateway.team_delete(&team_id, &owner.actor()).await?;
-            ctx.event(team, false, "Deleted", format!("deleted gateway team '{team_id}' and its keys")).await;
+            ctx.event(
+                team,
+                false,
+                "Deleted",
+                format!("deleted gateway team '{team_id}' and its keys"),
+            )
+            .await;
         }
         Some(_) => tracing::info!(team_id, "gateway team is not ours; leaving it"),
         None => {}
@@ -104,16 +165,30 @@ async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
 }
 
 /// Writes the status; a failure is logged because the next reconcile writes it again.
-async fn report(api: &Api<RouteroTeam>, team: &RouteroTeam, ctx: &Context, row: Option<&TeamRow>, outcome: Outcome) {
+async fn report(
+    api: &Api<RouteroTeam>,
+    team: &RouteroTeam,
+    ctx: &Context,
+    row: Option<&TeamRow>,
+    outcome: Outcome,
+) {
     let previous = team.status.clone().unwrap_or_default();
-    let key = format!("{}/{}", team.namespace().unwrap_or_default(), team.name_any());
+    let key = format!(
+        "{}/{}",
+        team.namespace().unwrap_or_default(),
+        team.name_any()
+    );
     if outcome.synced {
         ctx.succeeded(&key);
     }
     let status = RouteroTeamStatus {
         conditions: outcome.conditions(&previous.conditions, team.metadata.generation),
         observed_generation: team.metadata.generation,
-        team_id: Some(team.team_id()),
+        team_id: if row.is_some() {
+            Some(team.team_id())
+        } else {
+            previous.team_id
+        },
         spend: row.and_then(|r| r.spend).or(previous.spend),
         max_budget: row.map_or(previous.max_budget, |r| r.max_budget),
         budget_reset_at: row.map_or(previous.budget_reset_at, |r| r.budget_reset_at.clone()),
@@ -123,12 +198,25 @@ async fn report(api: &Api<RouteroTeam>, team: &RouteroTeam, ctx: &Context, row: 
     }
 }
 
+/// The status records that this resource already manages the team: markers wiped by an out-of-band metadata
+/// edit are restored rather than reported as a conflict. (`status.teamId` is set only once the team is ours.)
+fn manages(team: &RouteroTeam, team_id: &str) -> bool {
+    team.status.as_ref().and_then(|s| s.team_id.as_deref()) == Some(team_id)
+}
+
 fn is_reported(team: &RouteroTeam, reason: &str) -> bool {
-    team.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason))
+    team.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == reason)
+    })
 }
 
 fn spec_metadata(spec: &RouteroTeamSpec) -> Metadata {
-    spec.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()
+    spec.metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
 }
 
 /// The `/team/new` body: every set field, the alias defaulting to the id, and our ownership markers.
@@ -148,8 +236,16 @@ pub fn create_request(spec: &RouteroTeamSpec, team_id: &str, owner: &Owner) -> T
 /// The `/team/update` body holding only the managed fields that differ, and the names of those fields; `None` when
 /// the gateway already matches. `budget_duration` is sent only on a real change because sending it restarts the
 /// budget window.
-pub fn update_request(spec: &RouteroTeamSpec, team_id: &str, owner: &Owner, current: &TeamRow) -> Option<(TeamWrite, Vec<&'static str>)> {
-    let mut req = TeamWrite { team_id: team_id.into(), ..TeamWrite::default() };
+pub fn update_request(
+    spec: &RouteroTeamSpec,
+    team_id: &str,
+    owner: &Owner,
+    current: &TeamRow,
+) -> Option<(TeamWrite, Vec<&'static str>)> {
+    let mut req = TeamWrite {
+        team_id: team_id.into(),
+        ..TeamWrite::default()
+    };
     let mut changed = Vec::new();
     if let Some(alias) = &spec.alias
         && current.team_alias.as_ref() != Some(alias)
@@ -164,7 +260,9 @@ pub fn update_request(spec: &RouteroTeamSpec, team_id: &str, owner: &Owner, curr
         changed.push("models");
     }
     if let Some(budget) = spec.max_budget
-        && !current.max_budget.is_some_and(|b| (b - budget).abs() < 1e-9)
+        && !current
+            .max_budget
+            .is_some_and(|b| (b - budget).abs() < 1e-9)
     {
         req.max_budget = Some(budget);
         changed.push("maxBudget");
@@ -210,7 +308,10 @@ mod tests {
     use super::*;
 
     fn owner() -> Owner {
-        Owner { id: "RouteroTeam/ns/finance".into(), uid: "u1".into() }
+        Owner {
+            id: "RouteroTeam/ns/finance".into(),
+            uid: "u1".into(),
+        }
     }
 
     fn spec() -> RouteroTeamSpec {
@@ -238,7 +339,10 @@ mod tests {
     fn a_freshly_created_team_needs_no_update() {
         let create = create_request(&spec(), "finance", &owner());
         assert_eq!(create.team_alias.as_deref(), Some("finance"));
-        assert_eq!(update_request(&spec(), "finance", &owner(), &row_from(&create)), None);
+        assert_eq!(
+            update_request(&spec(), "finance", &owner(), &row_from(&create)),
+            None
+        );
     }
 
     #[test]
@@ -250,7 +354,10 @@ mod tests {
         assert_eq!(changed, vec!["models"]);
         assert_eq!(req.models, Some(vec!["eu/balanced".to_string()]));
         assert_eq!(req.max_budget, None);
-        assert_eq!(req.budget_duration, None, "budget_duration resets the window, so it is not re-sent");
+        assert_eq!(
+            req.budget_duration, None,
+            "budget_duration resets the window, so it is not re-sent"
+        );
         assert_eq!(req.metadata, None);
     }
 
@@ -269,20 +376,35 @@ mod tests {
         let mut s = spec();
         s.metadata.insert("cost-center".into(), "42".into());
         let mut row = row_from(&create_request(&spec(), "finance", &owner()));
-        row.metadata.get_or_insert_default().insert("someone-else".into(), "kept".into());
+        row.metadata
+            .get_or_insert_default()
+            .insert("someone-else".into(), "kept".into());
         let (req, changed) = update_request(&s, "finance", &owner(), &row).expect("update");
         assert_eq!(changed, vec!["metadata"]);
         let m = req.metadata.expect("metadata");
         assert_eq!(m.get("someone-else"), Some(&Value::String("kept".into())));
         assert_eq!(m.get("cost-center"), Some(&Value::String("42".into())));
-        assert_eq!(m.get("routero.ai/owner"), Some(&Value::String("RouteroTeam/ns/finance".into())));
+        assert_eq!(
+            m.get("routero.ai/owner"),
+            Some(&Value::String("RouteroTeam/ns/finance".into()))
+        );
     }
 
     #[test]
     fn adoption_stamps_ownership() {
-        let row = TeamRow { team_id: "finance".into(), max_budget: Some(800.0), budget_duration: Some("1mo".into()), models: vec!["eu/balanced".into()], ..TeamRow::default() };
+        let row = TeamRow {
+            team_id: "finance".into(),
+            max_budget: Some(800.0),
+            budget_duration: Some("1mo".into()),
+            models: vec!["eu/balanced".into()],
+            ..TeamRow::default()
+        };
         let (req, changed) = update_request(&spec(), "finance", &owner(), &row).expect("update");
         assert_eq!(changed, vec!["metadata"]);
-        assert!(req.metadata.expect("metadata").contains_key("routero.ai/uid"));
+        assert!(
+            req.metadata
+                .expect("metadata")
+                .contains_key("routero.ai/uid")
+        );
     }
 }

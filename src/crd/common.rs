@@ -65,5 +65,7 @@ pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Con
 
 /// True when `Ready=True` was computed for the current generation.
 pub fn is_ready(conditions: &[Condition], generation: Option<i64>) -> bool {
-    condition(conditions, "Ready").is_some_and(|c| c.is_true() && (generation.is_none() || c.observed_generation == generation))
+    condition(conditions, "Ready").is_some_and(|c| {
+        c.is_true() && (generation.is_none() || c.observed_generation == generation)
+    })
 }

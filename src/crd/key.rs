@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{BUDGET_DURATION_PATTERN, Condition, DURATION_PATTERN, DeletionPolicy, LocalRef};
+use super::common::{
+    BUDGET_DURATION_PATTERN, Condition, DURATION_PATTERN, DeletionPolicy, LocalRef,
+};
 
 /// Key aliases the gateway's optional format check accepts.
 pub const ALIAS_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_./@-]{0,253}[A-Za-z0-9]$";
@@ -26,11 +28,33 @@ pub const SECRET_FIELD_PATTERN: &str = "^[-._a-zA-Z0-9]{1,253}$";
     printcolumn(name = "Team", type_ = "string", json_path = ".spec.teamRef.name"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
     printcolumn(name = "Key ID", type_ = "string", json_path = ".status.keyId"),
-    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt", priority = 1),
-    printcolumn(name = "Next Rotation", type_ = "string", json_path = ".status.nextRotation", priority = 1),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".status.expiresAt",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Next Rotation",
+        type_ = "string",
+        json_path = ".status.nextRotation",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.teamRef == oldSelf.teamRef").message("teamRef is immutable: create a new RouteroKey for another team").field_path(".teamRef"))]
 #[x_kube(validation = Rule::new(
@@ -105,12 +129,20 @@ fn default_key_field() -> String {
 
 impl Default for KeySecret {
     fn default() -> Self {
-        Self { name: None, key_field: default_key_field(), base_url_field: None, labels: BTreeMap::new(), annotations: BTreeMap::new() }
+        Self {
+            name: None,
+            key_field: default_key_field(),
+            base_url_field: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
     }
 }
 
 /// How the key is rotated.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq,
+)]
 pub enum RotationStrategy {
     /// Regenerate, falling back to Recreate when the gateway has no regenerate.
     #[default]
@@ -171,12 +203,20 @@ impl RouteroKey {
     /// The gateway alias: `spec.alias`, else `<namespace>.<name>`.
     pub fn alias(&self) -> String {
         self.spec.alias.clone().unwrap_or_else(|| {
-            format!("{}.{}", self.metadata.namespace.as_deref().unwrap_or_default(), self.metadata.name.as_deref().unwrap_or_default())
+            format!(
+                "{}.{}",
+                self.metadata.namespace.as_deref().unwrap_or_default(),
+                self.metadata.name.as_deref().unwrap_or_default()
+            )
         })
     }
 
     /// The Secret name: `spec.secret.name`, else the resource name.
     pub fn secret_name(&self) -> String {
-        self.spec.secret.name.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+        self.spec
+            .secret
+            .name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
 }

@@ -19,10 +19,27 @@ pub const EMAIL_PATTERN: &str = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$";
     category = "routero",
     printcolumn(name = "User ID", type_ = "string", json_path = ".status.userId"),
     printcolumn(name = "Role", type_ = "string", json_path = ".spec.role"),
-    printcolumn(name = "Teams", type_ = "string", json_path = ".status.teams", priority = 1),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Teams",
+        type_ = "string",
+        json_path = ".status.teams",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new(
     "has(self.userId) == has(oldSelf.userId) && (!has(self.userId) || self.userId == oldSelf.userId)"
@@ -56,7 +73,9 @@ pub struct RouteroMemberSpec {
 }
 
 /// Gateway user roles.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberRole {
     /// Manages own keys; sees own spend.
@@ -98,7 +117,9 @@ pub struct MemberTeam {
 }
 
 /// Role inside a team.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TeamRole {
     #[default]
@@ -128,6 +149,9 @@ pub struct RouteroMemberStatus {
 impl RouteroMember {
     /// The gateway identity: `spec.userId`, else the e-mail address.
     pub fn user_id(&self) -> String {
-        self.spec.user_id.clone().unwrap_or_else(|| self.spec.email.clone())
+        self.spec
+            .user_id
+            .clone()
+            .unwrap_or_else(|| self.spec.email.clone())
     }
 }

@@ -20,9 +20,21 @@ use super::common::{BUDGET_DURATION_PATTERN, Condition, DeletionPolicy, ID_PATTE
     printcolumn(name = "Budget", type_ = "number", json_path = ".spec.maxBudget"),
     printcolumn(name = "Period", type_ = "string", json_path = ".spec.budgetDuration"),
     printcolumn(name = "Spend", type_ = "number", json_path = ".status.spend"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new(
     "has(self.teamId) == has(oldSelf.teamId) && (!has(self.teamId) || self.teamId == oldSelf.teamId)"
@@ -94,6 +106,9 @@ pub struct RouteroTeamStatus {
 impl RouteroTeam {
     /// The gateway identity: `spec.teamId`, else the resource name.
     pub fn team_id(&self) -> String {
-        self.spec.team_id.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+        self.spec
+            .team_id
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
 }

@@ -31,7 +31,10 @@ impl AdminKey {
                     .map_err(|e| GatewayError::AdminKey(format!("{}: {e}", path.display())))?;
                 let key = text.trim();
                 if key.is_empty() {
-                    return Err(GatewayError::AdminKey(format!("{} is empty", path.display())));
+                    return Err(GatewayError::AdminKey(format!(
+                        "{} is empty",
+                        path.display()
+                    )));
                 }
                 Ok(SecretString::from(key.to_owned()))
             }
@@ -82,7 +85,11 @@ pub fn retry_delay(err: &GatewayError, repeat: Repeat, attempt: u32) -> Option<D
     let backoff = BASE_BACKOFF.saturating_mul(1 << attempt.min(6));
     match err {
         // 429 means the request was not processed, so even a create may be sent again.
-        GatewayError::Api { status: 429, retry_after, .. } => {
+        GatewayError::Api {
+            status: 429,
+            retry_after,
+            ..
+        } => {
             let wait = retry_after.unwrap_or(backoff);
             (wait <= MAX_INLINE_RETRY_AFTER).then_some(wait)
         }
@@ -132,7 +139,9 @@ impl Gateway {
     ) -> Result<T, GatewayError> {
         let mut attempt = 0;
         loop {
-            let result = self.exchange(method.clone(), path, query, body, actor).await;
+            let result = self
+                .exchange(method.clone(), path, query, body, actor)
+                .await;
             match result {
                 Ok(v) => return Ok(v),
                 Err(e) => {
@@ -159,7 +168,10 @@ impl Gateway {
     ) -> Result<T, GatewayError> {
         let key = self.admin_key.read().await?;
         self.limiter.until_ready().await;
-        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(key.expose_secret());
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(key.expose_secret());
         if !query.is_empty() {
             req = req.query(query);
         }
@@ -170,7 +182,10 @@ impl Gateway {
             req = req.json(body);
         }
         // reqwest's error text names the URL, which holds only ids and hashes, never a key.
-        let resp = req.send().await.map_err(|e| GatewayError::Transport(e.without_url().to_string()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| GatewayError::Transport(e.without_url().to_string()))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -178,19 +193,34 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = resp.text().await.map_err(|e| GatewayError::Transport(e.without_url().to_string()))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| GatewayError::Transport(e.without_url().to_string()))?;
         if status != StatusCode::OK {
             return Err(error::from_reply(status.as_u16(), &text, retry_after));
         }
         serde_json::from_str(&text).map_err(|e| GatewayError::Decode(format!("{path}: {e}")))
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, GatewayError> {
-        self.call::<(), T>(Method::GET, path, query, None, Repeat::Safe, None).await
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, GatewayError> {
+        self.call::<(), T>(Method::GET, path, query, None, Repeat::Safe, None)
+            .await
     }
 
-    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B, repeat: Repeat, actor: &str) -> Result<T, GatewayError> {
-        self.call(Method::POST, path, &[], Some(body), repeat, Some(actor)).await
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        repeat: Repeat,
+        actor: &str,
+    ) -> Result<T, GatewayError> {
+        self.call(Method::POST, path, &[], Some(body), repeat, Some(actor))
+            .await
     }
 
     // ---- health ----
@@ -204,41 +234,84 @@ impl Gateway {
 
     /// The team, or `None` when the gateway has no team with this id.
     pub async fn team_info(&self, team_id: &str) -> Result<Option<TeamRow>, GatewayError> {
-        not_found_as_none(self.get::<TeamInfo>("/team/info", &[("team_id", team_id)]).await.map(|i| i.team_info))
+        not_found_as_none(
+            self.get::<TeamInfo>("/team/info", &[("team_id", team_id)])
+                .await
+                .map(|i| i.team_info),
+        )
     }
 
     pub async fn team_new(&self, team: &TeamWrite, actor: &str) -> Result<TeamRow, GatewayError> {
         self.post("/team/new", team, Repeat::Never, actor).await
     }
 
-    pub async fn team_update(&self, team: &TeamWrite, actor: &str) -> Result<TeamRow, GatewayError> {
-        self.post::<_, TeamUpdateReply>("/team/update", team, Repeat::Safe, actor).await.map(|r| r.data)
+    pub async fn team_update(
+        &self,
+        team: &TeamWrite,
+        actor: &str,
+    ) -> Result<TeamRow, GatewayError> {
+        self.post::<_, TeamUpdateReply>("/team/update", team, Repeat::Safe, actor)
+            .await
+            .map(|r| r.data)
     }
 
     /// Deletes one team (and, on the gateway, its keys). `false` when it was already gone.
     pub async fn team_delete(&self, team_id: &str, actor: &str) -> Result<bool, GatewayError> {
         let body = serde_json::json!({ "team_ids": [team_id] });
-        not_found_as_none(self.post::<_, Value>("/team/delete", &body, Repeat::Safe, actor).await).map(|v| v.is_some())
+        not_found_as_none(
+            self.post::<_, Value>("/team/delete", &body, Repeat::Safe, actor)
+                .await,
+        )
+        .map(|v| v.is_some())
     }
 
     /// Adds a member; "already in team" counts as done.
     pub async fn team_member_add(&self, m: &TeamMember, actor: &str) -> Result<(), GatewayError> {
         let body = serde_json::json!({ "team_id": m.team_id, "member": { "role": m.role, "user_id": m.user_id } });
-        match self.post::<_, Value>("/team/member_add", &body, Repeat::Safe, actor).await {
-            Err(GatewayError::Api { status: 400, message, .. }) if message.contains("already in team") || message.contains("already_in_team") => Ok(()),
+        match self
+            .post::<_, Value>("/team/member_add", &body, Repeat::Safe, actor)
+            .await
+        {
+            Err(GatewayError::Api {
+                status: 400,
+                message,
+                ..
+            }) if message.contains("already in team") || message.contains("already_in_team") => {
+                Ok(())
+            }
             other => other.map(drop),
         }
     }
 
-    pub async fn team_member_update(&self, m: &TeamMember, actor: &str) -> Result<(), GatewayError> {
-        self.post::<_, Value>("/team/member_update", m, Repeat::Safe, actor).await.map(drop)
+    pub async fn team_member_update(
+        &self,
+        m: &TeamMember,
+        actor: &str,
+    ) -> Result<(), GatewayError> {
+        self.post::<_, Value>("/team/member_update", m, Repeat::Safe, actor)
+            .await
+            .map(drop)
     }
 
     /// Removes a member; "not in team" counts as done.
-    pub async fn team_member_delete(&self, team_id: &str, user_id: &str, actor: &str) -> Result<(), GatewayError> {
+    pub async fn team_member_delete(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        actor: &str,
+    ) -> Result<(), GatewayError> {
         let body = serde_json::json!({ "team_id": team_id, "user_id": user_id });
-        match self.post::<_, Value>("/team/member_delete", &body, Repeat::Safe, actor).await {
-            Err(GatewayError::Api { status: 400, message, .. }) if message.contains("not found in team") || message.contains("not in team") => Ok(()),
+        match self
+            .post::<_, Value>("/team/member_delete", &body, Repeat::Safe, actor)
+            .await
+        {
+            Err(GatewayError::Api {
+                status: 400,
+                message,
+                ..
+            }) if message.contains("not found in team") || message.contains("not in team") => {
+                Ok(())
+            }
             other => other.map(drop),
         }
     }
@@ -248,65 +321,126 @@ impl Gateway {
     /// Registers an operator-chosen key. A 200 proves nothing (a repeated secret is accepted without a row):
     /// confirm with [`Gateway::key_info`].
     pub async fn key_generate(&self, req: &KeyGenerate, actor: &str) -> Result<(), GatewayError> {
-        self.post::<_, Value>("/key/generate", req, Repeat::Never, actor).await.map(drop)
+        self.post::<_, Value>("/key/generate", req, Repeat::Never, actor)
+            .await
+            .map(drop)
     }
 
     /// The live key with this SHA-256 hash, or `None`. The gateway answers 200 for a deleted key too (from its
     /// archive, with `status: deleted`): that counts as `None`.
     pub async fn key_info(&self, hash: &str) -> Result<Option<KeyRow>, GatewayError> {
-        not_found_as_none(self.get::<KeyInfo>("/key/info", &[("key", hash)]).await.map(|i| i.info)).map(|k| k.filter(KeyRow::exists))
+        not_found_as_none(
+            self.get::<KeyInfo>("/key/info", &[("key", hash)])
+                .await
+                .map(|i| i.info),
+        )
+        .map(|k| k.filter(KeyRow::exists))
     }
 
     /// Live keys with exactly this alias (0 or 1 on a healthy gateway), as full rows.
     pub async fn keys_by_alias(&self, alias: &str) -> Result<Vec<KeyRow>, GatewayError> {
-        self.get::<KeyList>("/key/list", &[("key_alias", alias), ("return_full_object", "true"), ("size", "100")])
-            .await
-            .map(|l| l.keys.into_iter().filter(|k| k.key_alias.as_deref() == Some(alias)).collect())
+        self.get::<KeyList>(
+            "/key/list",
+            &[
+                ("key_alias", alias),
+                ("return_full_object", "true"),
+                ("size", "100"),
+            ],
+        )
+        .await
+        .map(|l| {
+            l.keys
+                .into_iter()
+                .filter(|k| k.key_alias.as_deref() == Some(alias))
+                .collect()
+        })
     }
 
     /// Live keys of a team, as full rows (one page of up to 100).
-    pub async fn keys_of_team(&self, team_id: &str, page: u32) -> Result<Vec<KeyRow>, GatewayError> {
+    pub async fn keys_of_team(
+        &self,
+        team_id: &str,
+        page: u32,
+    ) -> Result<Vec<KeyRow>, GatewayError> {
         let page = page.to_string();
-        self.get::<KeyList>("/key/list", &[("team_id", team_id), ("return_full_object", "true"), ("size", "100"), ("page", &page)])
-            .await
-            .map(|l| l.keys)
+        self.get::<KeyList>(
+            "/key/list",
+            &[
+                ("team_id", team_id),
+                ("return_full_object", "true"),
+                ("size", "100"),
+                ("page", &page),
+            ],
+        )
+        .await
+        .map(|l| l.keys)
     }
 
     /// Updates a key. `false` when the key is gone (the gateway says "Team not found" with 404 here).
     pub async fn key_update(&self, req: &KeyUpdate, actor: &str) -> Result<bool, GatewayError> {
-        not_found_as_none(self.post::<_, Value>("/key/update", req, Repeat::Safe, actor).await).map(|v| v.is_some())
+        not_found_as_none(
+            self.post::<_, Value>("/key/update", req, Repeat::Safe, actor)
+                .await,
+        )
+        .map(|v| v.is_some())
     }
 
     /// Deletes one key by hash. `false` when it was already gone.
     pub async fn key_delete(&self, hash: &str, actor: &str) -> Result<bool, GatewayError> {
         let body = serde_json::json!({ "keys": [hash] });
-        not_found_as_none(self.post::<_, Value>("/key/delete", &body, Repeat::Safe, actor).await).map(|v| v.is_some())
+        not_found_as_none(
+            self.post::<_, Value>("/key/delete", &body, Repeat::Safe, actor)
+                .await,
+        )
+        .map(|v| v.is_some())
     }
 
     /// Replaces the key in place with `new_key`. Not repeated on failure: the caller checks `sha256(new_key)`.
-    pub async fn key_regenerate(&self, req: &KeyRegenerate, actor: &str) -> Result<(), GatewayError> {
-        self.post::<_, Value>("/key/regenerate", req, Repeat::Never, actor).await.map(drop)
+    pub async fn key_regenerate(
+        &self,
+        req: &KeyRegenerate,
+        actor: &str,
+    ) -> Result<(), GatewayError> {
+        self.post::<_, Value>("/key/regenerate", req, Repeat::Never, actor)
+            .await
+            .map(drop)
     }
 
     // ---- users ----
 
     pub async fn user_info(&self, user_id: &str) -> Result<Option<UserRow>, GatewayError> {
-        not_found_as_none(self.get::<UserInfo>("/user/info", &[("user_id", user_id)]).await.map(|u| u.user_info))
+        not_found_as_none(
+            self.get::<UserInfo>("/user/info", &[("user_id", user_id)])
+                .await
+                .map(|u| u.user_info),
+        )
     }
 
     /// Creates a user; a key the gateway made anyway is returned so the caller can delete it.
-    pub async fn user_new(&self, req: &UserNew, actor: &str) -> Result<Option<SecretString>, GatewayError> {
-        self.post::<_, UserNewReply>("/user/new", req, Repeat::Never, actor).await.map(|r| r.key)
+    pub async fn user_new(
+        &self,
+        req: &UserNew,
+        actor: &str,
+    ) -> Result<Option<SecretString>, GatewayError> {
+        self.post::<_, UserNewReply>("/user/new", req, Repeat::Never, actor)
+            .await
+            .map(|r| r.key)
     }
 
     pub async fn user_update(&self, req: &UserUpdate, actor: &str) -> Result<(), GatewayError> {
-        self.post::<_, Value>("/user/update", req, Repeat::Safe, actor).await.map(drop)
+        self.post::<_, Value>("/user/update", req, Repeat::Safe, actor)
+            .await
+            .map(drop)
     }
 
     /// Deletes a user (the gateway also deletes their keys). `false` when already gone.
     pub async fn user_delete(&self, user_id: &str, actor: &str) -> Result<bool, GatewayError> {
         let body = serde_json::json!({ "user_ids": [user_id] });
-        not_found_as_none(self.post::<_, Value>("/user/delete", &body, Repeat::Safe, actor).await).map(|v| v.is_some())
+        not_found_as_none(
+            self.post::<_, Value>("/user/delete", &body, Repeat::Safe, actor)
+                .await,
+        )
+        .map(|v| v.is_some())
     }
 }
 
@@ -323,7 +457,11 @@ mod tests {
     use super::*;
 
     fn api(status: u16, message: &str, retry_after: Option<u64>) -> GatewayError {
-        GatewayError::Api { status, message: message.into(), retry_after: retry_after.map(Duration::from_secs) }
+        GatewayError::Api {
+            status,
+            message: message.into(),
+            retry_after: retry_after.map(Duration::from_secs),
+        }
     }
 
     #[test]
@@ -338,34 +476,69 @@ mod tests {
     #[test]
     fn creates_are_not_retried_after_an_unknown_outcome() {
         assert_eq!(retry_delay(&api(503, "down", None), Repeat::Never, 0), None);
-        assert_eq!(retry_delay(&GatewayError::Transport("timeout".into()), Repeat::Never, 0), None);
+        assert_eq!(
+            retry_delay(&GatewayError::Transport("timeout".into()), Repeat::Never, 0),
+            None
+        );
     }
 
     #[test]
     fn client_errors_are_never_retried() {
         for s in [400, 401, 403, 404, 409, 422] {
-            assert_eq!(retry_delay(&api(s, "no", None), Repeat::Safe, 0), None, "status {s}");
+            assert_eq!(
+                retry_delay(&api(s, "no", None), Repeat::Safe, 0),
+                None,
+                "status {s}"
+            );
         }
-        assert_eq!(retry_delay(&api(500, "Regenerating Virtual Keys is an Enterprise feature", None), Repeat::Safe, 0), None);
+        assert_eq!(
+            retry_delay(
+                &api(
+                    500,
+                    "Regenerating Virtual Keys is an Enterprise feature",
+                    None
+                ),
+                Repeat::Safe,
+                0
+            ),
+            None
+        );
     }
 
     #[test]
     fn too_many_requests_honours_retry_after_for_any_call() {
-        assert_eq!(retry_delay(&api(429, "slow", Some(3)), Repeat::Never, 0), Some(Duration::from_secs(3)));
-        assert_eq!(retry_delay(&api(429, "slow", Some(600)), Repeat::Safe, 0), None, "long waits go back to the controller");
+        assert_eq!(
+            retry_delay(&api(429, "slow", Some(3)), Repeat::Never, 0),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_delay(&api(429, "slow", Some(600)), Repeat::Safe, 0),
+            None,
+            "long waits go back to the controller"
+        );
         assert!(retry_delay(&api(429, "slow", None), Repeat::Safe, 0).is_some());
     }
 
     #[tokio::test]
     async fn rate_limit_spaces_requests() {
-        let gw = Gateway::new(GatewayConfig { rate_limit: NonZeroU32::new(10).expect("nonzero"), ..GatewayConfig::new("http://127.0.0.1:9", AdminKey::Static("k".to_string().into())) })
-            .expect("client");
+        let gw = Gateway::new(GatewayConfig {
+            rate_limit: NonZeroU32::new(10).expect("nonzero"),
+            ..GatewayConfig::new(
+                "http://127.0.0.1:9",
+                AdminKey::Static("k".to_string().into()),
+            )
+        })
+        .expect("client");
         let start = std::time::Instant::now();
         for _ in 0..15 {
             gw.limiter.until_ready().await;
         }
         // 10/s with a burst of 10: the 5 requests past the burst need about half a second.
-        assert!(start.elapsed() >= Duration::from_millis(400), "elapsed {:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(400),
+            "elapsed {:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -8,7 +8,11 @@ use serde_json::Value;
 pub enum GatewayError {
     /// The gateway answered with a non-200 status.
     #[error("gateway answered {status}: {message}")]
-    Api { status: u16, message: String, retry_after: Option<Duration> },
+    Api {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// No answer: connection refused, reset, or the per-call timeout ran out.
     #[error("gateway unreachable: {0}")]
     Transport(String),
@@ -37,8 +41,12 @@ impl GatewayError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Transport(_) => true,
-            Self::Api { status, message, .. } => {
-                *status == 429 || (*status >= 500 && !self.is_licence_gated()) || (*status == 400 && message.contains("DB not connected"))
+            Self::Api {
+                status, message, ..
+            } => {
+                *status == 429
+                    || (*status >= 500 && !self.is_licence_gated())
+                    || (*status == 400 && message.contains("DB not connected"))
             }
             Self::Decode(_) | Self::AdminKey(_) => false,
         }
@@ -98,13 +106,19 @@ const MAX_MESSAGE: usize = 500;
 
 /// Builds the error for a non-200 reply from its status and body.
 pub fn from_reply(status: u16, body: &str, retry_after: Option<Duration>) -> GatewayError {
-    GatewayError::Api { status, message: redact(&message_of(body)), retry_after }
+    GatewayError::Api {
+        status,
+        message: redact(&message_of(body)),
+        retry_after,
+    }
 }
 
 fn message_of(body: &str) -> String {
     let text = match serde_json::from_str::<ErrorBody>(body) {
         Ok(ErrorBody::Envelope { error }) => unwrap_python_dict(&value_text(&error.message)),
-        Ok(ErrorBody::Detail { detail: Detail::Validation(items) }) => items
+        Ok(ErrorBody::Detail {
+            detail: Detail::Validation(items),
+        }) => items
             .iter()
             .map(|i| {
                 let loc: Vec<String> = i.loc.iter().map(value_text).collect();
@@ -112,7 +126,9 @@ fn message_of(body: &str) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
-        Ok(ErrorBody::Detail { detail: Detail::Other(v) }) => match v.get("error") {
+        Ok(ErrorBody::Detail {
+            detail: Detail::Other(v),
+        }) => match v.get("error") {
             Some(e) => value_text(e),
             None => value_text(&v),
         },
@@ -133,9 +149,15 @@ fn value_text(v: &Value) -> String {
 /// `{'message': '…'}`. Show only the inner text.
 fn unwrap_python_dict(s: &str) -> String {
     let t = s.trim();
-    let inner = t.strip_prefix("{'").and_then(|rest| rest.split_once("': ")).and_then(|(_, value)| {
-        value.strip_prefix('\'').and_then(|v| v.strip_suffix("'}")).or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix("\"}")))
-    });
+    let inner = t
+        .strip_prefix("{'")
+        .and_then(|rest| rest.split_once("': "))
+        .and_then(|(_, value)| {
+            value
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix("'}"))
+                .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix("\"}")))
+        });
     inner.unwrap_or(t).to_owned()
 }
 
@@ -158,7 +180,9 @@ pub fn redact(s: &str) -> String {
     while let Some(i) = rest.find("sk-") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 3..];
-        let len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(after.len());
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(after.len());
         if len >= 6 {
             out.push_str("sk-***");
         } else {
@@ -176,7 +200,9 @@ mod tests {
 
     fn msg(status: u16, body: &str) -> (u16, String) {
         match from_reply(status, body, None) {
-            GatewayError::Api { status, message, .. } => (status, message),
+            GatewayError::Api {
+                status, message, ..
+            } => (status, message),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -193,7 +219,8 @@ mod tests {
     fn envelope_with_plain_message_and_object_message() {
         let body = r#"{"error":{"message":"Key not found in database","type":"not_found_error","param":"key","code":"404"}}"#;
         assert_eq!(msg(404, body).1, "Key not found in database");
-        let body = r#"{"error":{"message":{"error":"old shape"},"type":"x","param":"None","code":"400"}}"#;
+        let body =
+            r#"{"error":{"message":{"error":"old shape"},"type":"x","param":"None","code":"400"}}"#;
         assert_eq!(msg(400, body).1, r#"{"error":"old shape"}"#);
     }
 
@@ -206,12 +233,18 @@ mod tests {
     #[test]
     fn fastapi_422() {
         let body = r#"{"detail":[{"type":"float_parsing","loc":["body","max_budget"],"msg":"Input should be a valid number, unable to parse string as a number","input":"x"}]}"#;
-        assert_eq!(msg(422, body).1, "body.max_budget: Input should be a valid number, unable to parse string as a number");
+        assert_eq!(
+            msg(422, body).1,
+            "body.max_budget: Input should be a valid number, unable to parse string as a number"
+        );
     }
 
     #[test]
     fn raw_text_fallback_is_truncated() {
-        assert_eq!(msg(502, "<html>Bad Gateway</html>").1, "<html>Bad Gateway</html>");
+        assert_eq!(
+            msg(502, "<html>Bad Gateway</html>").1,
+            "<html>Bad Gateway</html>"
+        );
         let long = "x".repeat(2000);
         assert!(msg(500, &long).1.chars().count() <= MAX_MESSAGE + 1);
     }
@@ -225,14 +258,24 @@ mod tests {
 
     #[test]
     fn classification_follows_status_not_type() {
-        let unavailable = |s: u16, m: &str| GatewayError::Api { status: s, message: m.into(), retry_after: None }.is_unavailable();
+        let unavailable = |s: u16, m: &str| {
+            GatewayError::Api {
+                status: s,
+                message: m.into(),
+                retry_after: None,
+            }
+            .is_unavailable()
+        };
         assert!(unavailable(503, "x"));
         assert!(unavailable(500, "db down"));
         assert!(unavailable(429, "slow down"));
         assert!(unavailable(400, "DB not connected"));
         assert!(!unavailable(400, "Team id = x already exists"));
         assert!(!unavailable(404, "not found"));
-        assert!(!unavailable(500, "Regenerating Virtual Keys is an Enterprise feature"));
+        assert!(!unavailable(
+            500,
+            "Regenerating Virtual Keys is an Enterprise feature"
+        ));
         assert!(GatewayError::Transport("refused".into()).is_unavailable());
     }
 }

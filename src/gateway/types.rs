@@ -165,7 +165,9 @@ impl KeyRow {
 
     /// The key would authenticate a request now.
     pub fn usable(&self) -> bool {
-        self.exists() && self.blocked != Some(true) && !matches!(self.status.as_deref(), Some("expired" | "revoked"))
+        self.exists()
+            && self.blocked != Some(true)
+            && !matches!(self.status.as_deref(), Some("expired" | "revoked"))
     }
 }
 

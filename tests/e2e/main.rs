@@ -3,7 +3,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod crash;
 mod crds;
 mod gateway_contract;
+mod key;
 mod team;
 mod validation;

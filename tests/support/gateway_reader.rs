@@ -12,17 +12,34 @@ pub struct GatewayReader {
 
 impl GatewayReader {
     pub fn new(target: &GatewayTarget) -> Self {
-        Self { http: reqwest::Client::new(), target: target.clone() }
+        Self {
+            http: reqwest::Client::new(),
+            target: target.clone(),
+        }
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
-        let resp = self.http.get(format!("{}{path}", self.target.url)).bearer_auth(&self.target.admin_key).query(query).send().await.expect("gateway GET");
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.target.url))
+            .bearer_auth(&self.target.admin_key)
+            .query(query)
+            .send()
+            .await
+            .expect("gateway GET");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let resp = self.http.post(format!("{}{path}", self.target.url)).bearer_auth(&self.target.admin_key).json(&body).send().await.expect("gateway POST");
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.target.url))
+            .bearer_auth(&self.target.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway POST");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -48,9 +65,20 @@ impl GatewayReader {
 
     /// Live keys with this alias, as full rows.
     pub async fn keys_with_alias(&self, alias: &str) -> Vec<Value> {
-        let (status, body) = self.get("/key/list", &[("key_alias", alias), ("return_full_object", "true")]).await;
+        let (status, body) = self
+            .get(
+                "/key/list",
+                &[("key_alias", alias), ("return_full_object", "true")],
+            )
+            .await;
         assert_eq!(status, 200, "key/list: {body}");
-        body["keys"].as_array().cloned().unwrap_or_default().into_iter().filter(|k| k["key_alias"] == alias).collect()
+        body["keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| k["key_alias"] == alias)
+            .collect()
     }
 
     pub async fn user(&self, user_id: &str) -> Option<Value> {
@@ -64,7 +92,14 @@ impl GatewayReader {
 
     /// What a workload sees when it calls the gateway with `key`: the HTTP status of `GET /v1/models`.
     pub async fn status_with_key(&self, key: &str) -> u16 {
-        self.http.get(format!("{}/v1/models", self.target.url)).bearer_auth(key).send().await.expect("gateway GET with key").status().as_u16()
+        self.http
+            .get(format!("{}/v1/models", self.target.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("gateway GET with key")
+            .status()
+            .as_u16()
     }
 }
 

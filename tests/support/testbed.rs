@@ -32,10 +32,20 @@ pub fn kubeconfig_path() -> PathBuf {
         if let Ok(p) = std::env::var("KUBECONFIG") {
             return PathBuf::from(p);
         }
-        let out = Command::new(shared_testbed().join("envtest.sh")).arg("start").output().expect("run envtest.sh start");
-        assert!(out.status.success(), "envtest.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(shared_testbed().join("envtest.sh"))
+            .arg("start")
+            .output()
+            .expect("run envtest.sh start");
+        assert!(
+            out.status.success(),
+            "envtest.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let line = String::from_utf8_lossy(&out.stdout).to_string();
-        let path = line.trim().trim_start_matches("export KUBECONFIG=").to_owned();
+        let path = line
+            .trim()
+            .trim_start_matches("export KUBECONFIG=")
+            .to_owned();
         // SAFETY: set once, before any thread reads it (kubectl subprocesses inherit it).
         unsafe { std::env::set_var("KUBECONFIG", &path) };
         PathBuf::from(path)
@@ -45,7 +55,9 @@ pub fn kubeconfig_path() -> PathBuf {
 
 pub async fn client() -> Client {
     let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
     let client = Client::try_from(config).expect("client");
     install_crds(&client).await;
     client
@@ -56,15 +68,29 @@ async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in [RouteroTeam::crd(), RouteroKey::crd(), RouteroMember::crd()] {
         let name = crd.metadata.name.clone().expect("crd name");
-        api.patch(&name, &PatchParams::apply("routero-tests").force(), &Patch::Apply(&crd)).await.expect("apply crd");
-        wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.ok()?;
-                crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-            }
-        })
+        api.patch(
+            &name,
+            &PatchParams::apply("routero-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply crd");
+        wait_for(
+            &format!("CRD {name} established"),
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    crd.status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                }
+            },
+        )
         .await;
     }
 }
@@ -72,8 +98,12 @@ async fn install_crds(client: &Client) {
 /// A fresh namespace with a random suffix, so tests sharing the test bed never collide.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     let name = format!("{prefix}-{}", suffix());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns");
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
     name
 }
 
@@ -94,7 +124,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -110,8 +143,10 @@ impl GatewayTarget {
     /// The real LiteLLM of ../shared/testbed/litellm/start.sh.
     pub fn litellm() -> Self {
         Self {
-            url: std::env::var("ROUTERO_TEST_LITELLM_URL").unwrap_or_else(|_| "http://127.0.0.1:4000".into()),
-            admin_key: std::env::var("ROUTERO_TEST_LITELLM_KEY").unwrap_or_else(|_| "sk-admin-test".into()),
+            url: std::env::var("ROUTERO_TEST_LITELLM_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:4000".into()),
+            admin_key: std::env::var("ROUTERO_TEST_LITELLM_KEY")
+                .unwrap_or_else(|_| "sk-admin-test".into()),
         }
     }
 }
@@ -131,13 +166,26 @@ pub struct OperatorOptions {
 
 impl Default for OperatorOptions {
     fn default() -> Self {
-        Self { resync: Duration::from_secs(300), admin_namespaces: vec!["routero-system".into()], rate_limit: 200, timeout: Duration::from_secs(5) }
+        Self {
+            resync: Duration::from_secs(300),
+            admin_namespaces: vec!["routero-system".into()],
+            rate_limit: 200,
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
 impl Operator {
-    pub async fn start(client: &Client, gateway: &GatewayTarget, namespace: &str, opts: OperatorOptions) -> Self {
-        let mut gw = GatewayConfig::new(gateway.url.clone(), AdminKey::Static(SecretString::from(gateway.admin_key.clone())));
+    pub async fn start(
+        client: &Client,
+        gateway: &GatewayTarget,
+        namespace: &str,
+        opts: OperatorOptions,
+    ) -> Self {
+        let mut gw = GatewayConfig::new(
+            gateway.url.clone(),
+            AdminKey::Static(SecretString::from(gateway.admin_key.clone())),
+        );
         gw.rate_limit = std::num::NonZeroU32::new(opts.rate_limit).expect("rate limit > 0");
         gw.timeout = opts.timeout;
         let config = OperatorConfig {
@@ -156,7 +204,10 @@ impl Operator {
                 panic!("operator failed: {e}");
             }
         });
-        Self { stop: Some(tx), task: Some(task) }
+        Self {
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Graceful stop: in-flight reconciles finish.
@@ -191,13 +242,24 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     use std::io::Write;
     let mut cmd = Command::new("kubectl");
     cmd.env("KUBECONFIG", kubeconfig_path()).args(args);
-    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn kubectl");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     } else {
         drop(child.stdin.take());
     }
     let out = child.wait_with_output().expect("kubectl output");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,0 +1,176 @@
+//! Crash safety (fake gateway): a lost reply or an operator stopped at any step ends with exactly one gateway key
+//! for the resource, equal to the Secret's, and no pending value left behind.
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::key::Bed;
+use crate::support::fake_gateway::{FakeGateway, Fault, FaultKind};
+use crate::support::gateway_reader::sha256_hex;
+use crate::support::testbed::{GatewayTarget, wait_for};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+async fn bed(fake: &FakeGateway, prefix: &str) -> Bed {
+    Bed::new(
+        GatewayTarget {
+            url: fake.url.clone(),
+            admin_key: fake.admin_key.clone(),
+        },
+        prefix,
+        json!({}),
+    )
+    .await
+}
+
+async fn assert_settled(bed: &Bed, fake: &FakeGateway, name: &str) -> String {
+    bed.ready_key(name).await;
+    let value = bed
+        .secret_value(name, "apiKey")
+        .await
+        .expect("key in Secret");
+    bed.assert_single_key(&format!("{}.{name}", bed.ns), &value)
+        .await;
+    let ours: Vec<_> = fake
+        .keys()
+        .into_iter()
+        .filter(|k| k["metadata"]["routero.ai/owner"] == format!("RouteroKey/{}/{name}", bed.ns))
+        .collect();
+    assert_eq!(ours.len(), 1, "no leaked key: {ours:?}");
+    assert!(
+        bed.secrets
+            .get_opt(&format!("routero-pending-{name}"))
+            .await
+            .expect("get")
+            .is_none(),
+        "pending Secret cleaned up"
+    );
+    value
+}
+
+#[tokio::test]
+async fn lost_reply_on_generate() {
+    let fake = FakeGateway::start().await;
+    let bed = bed(&fake, "crash-lost").await;
+    fake.fail(Fault::once("POST /key/generate", FaultKind::LoseResponse));
+    bed.create_key("api", json!({"teamRef": {"name": "team"}}))
+        .await;
+    assert_settled(&bed, &fake, "api").await;
+    assert!(fake.count("POST /key/generate") >= 1);
+    bed.stop().await;
+}
+
+#[tokio::test]
+async fn stopped_between_persisting_and_registering() {
+    let fake = FakeGateway::start().await;
+    let mut bed = bed(&fake, "crash-persist").await;
+    // Registration hangs; the operator is killed once the pending value is persisted.
+    fake.fail(Fault::always(
+        "POST /key/generate",
+        FaultKind::Latency(Duration::from_secs(30)),
+    ));
+    bed.create_key("api", json!({"teamRef": {"name": "team"}}))
+        .await;
+    wait_for("pending Secret written", WAIT, || async {
+        bed.secrets.get_opt("routero-pending-api").await.ok()?
+    })
+    .await;
+    bed.operator.take().expect("operator").kill().await;
+    fake.clear_faults();
+    assert!(
+        bed.secrets.get_opt("api").await.expect("get").is_none(),
+        "no unconfirmed key delivered"
+    );
+    bed.start().await;
+    assert_settled(&bed, &fake, "api").await;
+    bed.stop().await;
+}
+
+#[tokio::test]
+async fn stopped_after_registering_before_delivery() {
+    let fake = FakeGateway::start().await;
+    let mut bed = bed(&fake, "crash-register").await;
+    // The key is committed on the gateway, its confirmation hangs, and the operator dies meanwhile.
+    fake.fail(Fault::always(
+        "GET /key/info",
+        FaultKind::Latency(Duration::from_secs(30)),
+    ));
+    bed.create_key("api", json!({"teamRef": {"name": "team"}}))
+        .await;
+    wait_for("key registered", WAIT, || async {
+        (fake.count("POST /key/generate") >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bed.operator.take().expect("operator").kill().await;
+    fake.clear_faults();
+    bed.start().await;
+    let value = assert_settled(&bed, &fake, "api").await;
+    assert_eq!(
+        fake.count("POST /key/generate"),
+        1,
+        "the persisted value was confirmed, not replaced"
+    );
+    assert!(fake.key_by_hash(&sha256_hex(&value)).is_some());
+    bed.stop().await;
+}
+
+#[tokio::test]
+async fn stopped_mid_rotation() {
+    for strategy in ["Regenerate", "Recreate"] {
+        let fake = FakeGateway::start().await;
+        let mut bed = bed(&fake, &format!("crash-rotate-{}", strategy.to_lowercase())).await;
+        bed.create_key(
+            "api",
+            json!({"teamRef": {"name": "team"}, "rotation": {"strategy": strategy}}),
+        )
+        .await;
+        bed.ready_key("api").await;
+        let old = bed.secret_value("api", "apiKey").await.expect("key");
+        tokio::time::sleep(Duration::from_secs(1)).await; // let the reconciles of the issuance settle
+        // The rotation's write commits on the gateway, its reply is lost, and the operator dies before delivery.
+        let route = if strategy == "Regenerate" {
+            "POST /key/regenerate"
+        } else {
+            "POST /key/generate"
+        };
+        fake.fail(Fault::once(route, FaultKind::LoseResponse));
+        // The first read (the steady-state check that finds the rotation due) passes; the confirmation hangs.
+        fake.fail(
+            Fault::always("GET /key/info", FaultKind::Latency(Duration::from_secs(30))).after(1),
+        );
+        let before = fake.count(route);
+        bed.keys
+            .patch(
+                "api",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    &json!({"metadata": {"annotations": {"routero.ai/rotate": "1"}}}),
+                ),
+            )
+            .await
+            .expect("annotate");
+        wait_for("rotation committed", WAIT, || async {
+            (fake.count(route) > before).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        bed.operator.take().expect("operator").kill().await;
+        fake.clear_faults();
+        bed.start().await;
+        let new = wait_for("rotated", WAIT, || async {
+            bed.secret_value("api", "apiKey")
+                .await
+                .filter(|v| v != &old)
+        })
+        .await;
+        wait_for("old key refused", WAIT, || async {
+            (bed.gw.status_with_key(&old).await == 401).then_some(())
+        })
+        .await;
+        let settled = assert_settled(&bed, &fake, "api").await;
+        assert_eq!(settled, new);
+        assert_eq!(bed.gw.status_with_key(&new).await, 200, "{strategy}");
+        bed.stop().await;
+    }
+}
