@@ -62,7 +62,7 @@ impl Bed {
 
     pub async fn start(&mut self) {
         let opts = OperatorOptions {
-            resync: Duration::from_secs(2),
+            resync: self.resync,
             ..Default::default()
         };
         self.operator = Some(Operator::start(&self.client, &self.target, &self.ns, opts).await);
