@@ -20,7 +20,7 @@ use super::key_value::{KeyValue, short_id};
 use super::ownership::{Claim, Owner};
 use super::secret::{self, Intent, IntentKind};
 use super::status::{Outcome, apply_status};
-use crate::crd::common::is_ready;
+use crate::crd::common::{cross_namespace, is_ready};
 use crate::crd::key::RotationStrategy;
 use crate::crd::{DeletionPolicy, RouteroKey, RouteroKeyStatus, RouteroMember, RouteroTeam};
 use crate::error::{Error, Result};
@@ -327,6 +327,23 @@ impl<'a> Keys<'a> {
 
     /// Team and member must exist, be Ready, and allow the requested models.
     async fn dependencies(&self) -> Result<Dependencies> {
+        let spec = &self.key.spec;
+        let refs = std::iter::once(("RouteroTeam", &spec.team_ref))
+            .chain(spec.member_ref.iter().map(|m| ("RouteroMember", m)));
+        for (kind, r) in refs {
+            if let Some(message) = cross_namespace(kind, &r.name, r.namespace.as_deref(), &self.ns)
+            {
+                if !self.is_reported("Forbidden") {
+                    self.ctx
+                        .event(self.key, true, "Forbidden", message.clone())
+                        .await;
+                }
+                return Ok(Dependencies::Blocked(Outcome::blocked(
+                    "Forbidden",
+                    message,
+                )));
+            }
+        }
         let team_name = &self.key.spec.team_ref.name;
         let teams: Api<RouteroTeam> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let team = match teams.get_opt(team_name).await? {

@@ -3,6 +3,7 @@ pub mod context;
 pub mod duration;
 pub mod key;
 pub mod key_value;
+pub mod member;
 pub mod ownership;
 pub mod secret;
 pub mod status;
@@ -104,8 +105,29 @@ pub async fn run(
             watcher::Config::default(),
             move |m| dependents(&member_store, m.namespace(), m.name_any(), true),
         )
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(key::reconcile, error_policy, ctx.clone())
         .for_each(|r| log_result("RouteroKey", r));
-    futures::join!(teams, keys);
+    let members = Controller::new(api::<RouteroMember>(&ctx, ns), watcher::Config::default());
+    let member_refs = members.store();
+    let members = members
+        .watches(
+            api::<RouteroTeam>(&ctx, ns),
+            watcher::Config::default(),
+            move |t| {
+                let (ns, name) = (t.namespace(), t.name_any());
+                member_refs
+                    .state()
+                    .into_iter()
+                    .filter(|m| {
+                        m.namespace() == ns && m.spec.teams.iter().any(|mt| mt.name == name)
+                    })
+                    .map(|m| ObjectRef::from_obj(m.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(member::reconcile, error_policy, ctx.clone())
+        .for_each(|r| log_result("RouteroMember", r));
+    futures::join!(teams, keys, members);
 }

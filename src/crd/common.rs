@@ -28,6 +28,25 @@ pub struct LocalRef {
     /// Name of the resource in this resource's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Optional, and if set it must be this resource's own namespace: cross-namespace references are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// The tenancy rule (DESIGN §4): a reference resolves in the referring resource's own namespace only.
+/// Returns the refusal message for a reference that names another namespace.
+pub fn cross_namespace(
+    kind: &str,
+    name: &str,
+    referenced: Option<&str>,
+    own: &str,
+) -> Option<String> {
+    match referenced {
+        Some(ns) if ns != own => Some(format!(
+            "{kind} '{name}' in namespace '{ns}' is refused: references resolve only in this resource's namespace '{own}'"
+        )),
+        _ => None,
+    }
 }
 
 /// A status condition, as in `metav1.Condition`.

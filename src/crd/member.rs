@@ -111,6 +111,9 @@ pub struct MemberTeam {
     /// A RouteroTeam in this namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Optional, and if set it must be this resource's own namespace: cross-namespace references are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Role inside the team.
     #[serde(default)]
     pub role: TeamRole,

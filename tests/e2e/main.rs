@@ -7,5 +7,7 @@ mod crash;
 mod crds;
 mod gateway_contract;
 mod key;
+mod leak;
+mod member;
 mod team;
 mod validation;
