@@ -1023,19 +1023,14 @@ impl<'a> Keys<'a> {
         }
         let delivered =
             secret.and_then(|s| secret::key_in(s, &key.spec.secret.key_field).map(|v| (s, v)));
-        let ready = outcome.ready;
         let status = RouteroKeyStatus {
             conditions: outcome.conditions(&previous.conditions, key.metadata.generation),
             observed_generation: key.metadata.generation,
             alias: Some(self.alias.clone()),
-            key_id: if ready {
-                delivered.as_ref().map(|(_, v)| v.id())
-            } else {
-                delivered
-                    .as_ref()
-                    .map(|(_, v)| v.id())
-                    .or(previous.key_id.clone())
-            },
+            key_id: delivered
+                .as_ref()
+                .map(|(_, v)| v.id())
+                .or(previous.key_id.clone()),
             team_id: info.and_then(|i| i.team_id.clone()).or(previous.team_id),
             user_id: info.map_or(previous.user_id, |i| i.user_id.clone()),
             secret_name: Some(key.secret_name()),

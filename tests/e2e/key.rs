@@ -574,3 +574,28 @@ async fn team_deletion_revokes_keys_and_recreation_reissues() {
     }
     bed.stop().await;
 }
+
+/// A key with a duration is renewed at the start of the last third of its life, before it can expire.
+#[tokio::test]
+async fn expiring_key_is_renewed() {
+    let fake = FakeGateway::start().await;
+    let bed = Bed::new(fake_target(&fake), "key-expiry", json!({})).await;
+    bed.create_key("api", json!({"teamRef": {"name": "team"}, "duration": "9s", "rotation": {"strategy": "Recreate"}})).await;
+    let k = bed.ready_key("api").await;
+    let status = k.status.expect("status");
+    assert!(
+        status.expires_at.is_some() && status.next_rotation.is_some(),
+        "expiry and renewal shown: {status:?}"
+    );
+    let old = bed.secret_value("api", "apiKey").await.expect("key");
+    let start = std::time::Instant::now();
+    let new = bed.wait_secret_change("api", "apiKey", &old).await;
+    let renewed_after = start.elapsed();
+    assert!(
+        renewed_after < Duration::from_secs(9),
+        "renewed before expiry ({renewed_after:?})"
+    );
+    assert_eq!(bed.gw.status_with_key(&new).await, 200);
+    bed.wait_status(&old, 401).await;
+    bed.stop().await;
+}

@@ -108,6 +108,13 @@ async fn lifecycle(client: Client, target: GatewayTarget) {
             format!("RouteroTeam/{ns}/{name}")
         );
         assert!(t.finalizers().iter().any(|f| f == "routero.ai/finalizer"));
+        let status = t.status.expect("status");
+        assert_eq!(status.max_budget, Some(budget));
+        assert!(
+            status.budget_reset_at.is_some(),
+            "{name}: the gateway's budget reset time is shown"
+        );
+        assert_eq!(status.observed_generation, t.metadata.generation);
     }
 
     // Changing customer-ops' models updates the gateway.
@@ -201,6 +208,22 @@ async fn lifecycle(client: Client, target: GatewayTarget) {
         gw.team(&id("engineering")).await.is_some(),
         "engineering kept on the gateway"
     );
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for r in ["Created", "Updated", "Deleted", "Orphaned"] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "an Event says {r}: {reasons:?}"
+        );
+    }
 
     // Clean up what the shared gateway still holds.
     for name in ["customer-ops", "finance"] {
@@ -356,6 +379,21 @@ async fn unowned_team_needs_adopt() {
     wait_ready(&api, "legacy").await;
     let row = gw.team("legacy").await.expect("team");
     assert_eq!(f(&row["max_budget"]), 50.0);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for r in ["Conflict", "Adopted"] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "an Event says {r}: {reasons:?}"
+        );
+    }
     assert_eq!(
         row["metadata"]["note"], "made by hand",
         "metadata merged, not replaced"
