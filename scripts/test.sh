@@ -7,6 +7,7 @@ source scripts/testbed.sh
 
 litellm_start_bg
 envtest_up
+scripts/tools.sh
 cargo build --tests --locked
 litellm_wait
 # Integration tests mostly wait on the API server and the gateways, so more threads than cores pay off.

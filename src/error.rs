@@ -12,6 +12,9 @@ pub enum Error {
     /// The resource is missing something it needs: it was not persisted or has no namespace.
     #[error("invalid resource: {0}")]
     Invalid(String),
+    /// The operator cannot go on: its metrics address is taken, or this replica lost the leader lease.
+    #[error("{0}")]
+    Fatal(String),
 }
 
 impl Error {
@@ -28,6 +31,7 @@ impl Error {
                 _ => "KubernetesError",
             },
             Self::Invalid(_) => "Invalid",
+            Self::Fatal(_) => "Fatal",
         }
     }
 
@@ -42,6 +46,7 @@ impl Error {
                 _ => "finalizer".into(),
             },
             Self::Invalid(_) => "invalid".into(),
+            Self::Fatal(_) => "fatal".into(),
         }
     }
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use routero_operator::alerting::AlertingConfig;
 use routero_operator::gateway::{AdminKey, GatewayConfig};
+use routero_operator::leader::{self, LeaderElection};
 use routero_operator::operator::{self, OperatorConfig};
 use secrecy::SecretString;
 
@@ -26,7 +28,7 @@ enum Command {
     /// Print the CustomResourceDefinitions as one multi-document YAML stream.
     Crd,
     /// Run the controllers.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -58,6 +60,24 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "ROUTERO_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Run the controllers only while holding a Lease, so that of several replicas one acts at a time.
+    #[arg(long, env = "ROUTERO_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, env = "ROUTERO_LEASE_NAME", default_value = "routero-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "ROUTERO_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// How long the Lease stays valid without renewal: a standby takes over this long after a crash (whole seconds).
+    #[arg(long, env = "ROUTERO_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
+    lease_duration: Duration,
+    /// File holding a Slack webhook URL: budget alerts are configured on the gateway from it (re-read every 10 s).
+    #[arg(long, env = "ROUTERO_SLACK_WEBHOOK_FILE")]
+    slack_webhook_file: Option<PathBuf>,
+    /// Comma-separated gateway alert types sent to the webhook.
+    #[arg(long, env = "ROUTERO_ALERT_TYPES", value_delimiter = ',', default_value = "budget_alerts", value_parser = parse_alert_type)]
+    alert_types: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -82,6 +102,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| "must be positive".to_owned())
+}
+
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.as_secs() < 2 || d.subsec_nanos() != 0 {
+        return Err("must be whole seconds, at least 2s".into());
+    }
+    Ok(d)
+}
+
+fn parse_alert_type(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || !t.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        return Err("an alert type is a lower-case name such as budget_alerts".into());
+    }
+    Ok(t.to_owned())
 }
 
 fn init_logging(format: LogFormat) {
@@ -141,11 +177,26 @@ async fn run(args: RunArgs) -> Result<(), String> {
         timeout: args.gateway_timeout,
         ..GatewayConfig::new(args.gateway_url, key)
     };
+    let leader_election = args.leader_election.then(|| LeaderElection {
+        lease_name: args.lease_name,
+        lease_namespace: args
+            .lease_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| client.default_namespace().to_owned()),
+        identity: leader::default_identity(),
+        lease_duration: args.lease_duration,
+    });
     let config = OperatorConfig {
         gateway,
         watch_namespace: args.watch_namespace,
         admin_namespaces,
         resync: args.resync_interval,
+        metrics_addr: Some(args.metrics_addr),
+        leader_election,
+        alerting: args
+            .slack_webhook_file
+            .map(|file| AlertingConfig::new(file, args.alert_types)),
     };
     tracing::info!(metrics_addr = %args.metrics_addr, "starting routero-operator {}", env!("CARGO_PKG_VERSION"));
     operator::run(client, config, shutdown_signal())
@@ -175,7 +226,7 @@ async fn main() -> ExitCode {
         Command::Crd => routero_operator::crd::crds_yaml()
             .map(|y| print!("{y}"))
             .map_err(|e| e.to_string()),
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,8 @@ use kube::{Client, Resource};
 use rand::Rng;
 
 use crate::gateway::Gateway;
+use crate::health::Readiness;
+use crate::metrics::Metrics;
 
 /// Operator settings that reconciles read.
 #[derive(Clone, Debug)]
@@ -23,6 +25,9 @@ pub struct Context {
     pub client: Client,
     pub gateway: Arc<Gateway>,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// Told when the controllers' caches have synced.
+    pub readiness: Arc<Readiness>,
     recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -43,9 +48,18 @@ impl Context {
             client,
             gateway,
             settings,
+            metrics: Arc::default(),
+            readiness: Arc::default(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
         }
+    }
+
+    /// Shares the operator's metrics and readiness (`new` gives private ones, enough for a lone controller).
+    pub fn with_operations(mut self, metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Self {
+        self.metrics = metrics;
+        self.readiness = readiness;
+        self
     }
 
     /// The next periodic resync, with ±10% jitter so objects don't all hit the gateway at once.

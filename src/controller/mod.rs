@@ -11,6 +11,7 @@ pub mod team;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
@@ -21,15 +22,46 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::{RouteroKey, RouteroMember, RouteroTeam};
-use crate::error::Error;
+use crate::error::{Error, Result};
 pub use context::{Context, Settings};
 
-/// Backs off per object: 1 s doubling to 5 min.
-fn error_policy<K: ResourceExt>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+/// Counts the failure and backs off per object: 1 s doubling to 5 min.
+fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    ctx.metrics.reconcile_failed(&K::kind(&()), err);
     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     let wait = ctx.backoff(&key);
     tracing::warn!(object = key, reason = err.reason(), error = %err, ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+/// Runs one reconcile and records its count and duration.
+async fn measured(
+    kind: &'static str,
+    ctx: Arc<Context>,
+    reconcile: impl Future<Output = Result<Action>>,
+) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile.await;
+    ctx.metrics.reconciled(kind, started.elapsed());
+    result
+}
+
+/// The team reconcile, measured; once a team's deletion completes, its spend and budget series go too.
+async fn reconcile_team(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Action> {
+    let deleting = team.metadata.deletion_timestamp.is_some();
+    let result = measured(
+        "RouteroTeam",
+        ctx.clone(),
+        team::reconcile(team.clone(), ctx.clone()),
+    )
+    .await;
+    if deleting && result.is_ok() {
+        ctx.metrics.forget_team(&team);
+    }
+    result
 }
 
 fn api<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
@@ -81,14 +113,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let ns = namespace.as_deref();
-    let teams = Controller::new(api::<RouteroTeam>(&ctx, ns), watcher::Config::default())
+    let teams = Controller::new(api::<RouteroTeam>(&ctx, ns), watcher::Config::default());
+    let team_cache = teams.store();
+    let teams = teams
         .graceful_shutdown_on(shutdown.clone())
-        .run(team::reconcile, error_policy, ctx.clone())
+        .run(reconcile_team, error_policy, ctx.clone())
         .for_each(|r| log_result("RouteroTeam", r));
 
     let keys = Controller::new(api::<RouteroKey>(&ctx, ns), watcher::Config::default());
     let store = keys.store();
     let member_store = store.clone();
+    let key_cache = store.clone();
     let keys = keys
         // Only the Secrets the operator wrote are watched: never a cluster-wide cache of every Secret.
         .owns(
@@ -106,10 +141,15 @@ pub async fn run(
             move |m| dependents(&member_store, m.namespace(), m.name_any(), true),
         )
         .graceful_shutdown_on(shutdown.clone())
-        .run(key::reconcile, error_policy, ctx.clone())
+        .run(
+            |k, c| measured("RouteroKey", c.clone(), key::reconcile(k, c)),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| log_result("RouteroKey", r));
     let members = Controller::new(api::<RouteroMember>(&ctx, ns), watcher::Config::default());
     let member_refs = members.store();
+    let member_cache = member_refs.clone();
     let members = members
         .watches(
             api::<RouteroTeam>(&ctx, ns),
@@ -127,7 +167,23 @@ pub async fn run(
             },
         )
         .graceful_shutdown_on(shutdown.clone())
-        .run(member::reconcile, error_policy, ctx.clone())
+        .run(
+            |m, c| measured("RouteroMember", c.clone(), member::reconcile(m, c)),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| log_result("RouteroMember", r));
-    futures::join!(teams, keys, members);
+    // Ready once every controller's cache holds its first full list (an error means the controller stopped first).
+    let synced = async {
+        let all = futures::future::try_join3(
+            team_cache.wait_until_ready(),
+            key_cache.wait_until_ready(),
+            member_cache.wait_until_ready(),
+        );
+        if all.await.is_ok() {
+            tracing::info!("watch caches synced");
+            ctx.readiness.set_caches_synced();
+        }
+    };
+    futures::join!(teams, keys, members, synced);
 }

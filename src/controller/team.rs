@@ -193,6 +193,7 @@ async fn report(
         max_budget: row.map_or(previous.max_budget, |r| r.max_budget),
         budget_reset_at: row.map_or(previous.budget_reset_at, |r| r.budget_reset_at.clone()),
     };
+    ctx.metrics.observe_team(team, &status);
     if let Err(e) = apply_status(api, team, team.status.as_ref(), &status).await {
         tracing::warn!(team = key, error = %e, "could not write status");
     }

@@ -1,7 +1,8 @@
 //! The gateway admin API client: rate-limited, time-bounded, retrying only calls that are safe to repeat.
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
@@ -98,6 +99,13 @@ pub fn retry_delay(err: &GatewayError, repeat: Repeat, attempt: u32) -> Option<D
     }
 }
 
+/// Sees every HTTP exchange with the gateway (the metrics implement it).
+pub trait GatewayObserver: Send + Sync {
+    /// `endpoint` is the route (`/key/info`: the client puts ids in queries and bodies, never in paths), `status`
+    /// is `None` when no answer came, `took` excludes the wait for the rate limiter.
+    fn exchanged(&self, endpoint: &str, status: Option<u16>, took: Duration);
+}
+
 /// The admin API client. Cheap to share behind an `Arc`.
 pub struct Gateway {
     http: reqwest::Client,
@@ -105,6 +113,7 @@ pub struct Gateway {
     admin_key: AdminKey,
     limiter: DefaultDirectRateLimiter,
     attempts: u32,
+    observer: Option<Arc<dyn GatewayObserver>>,
 }
 
 impl Gateway {
@@ -121,7 +130,14 @@ impl Gateway {
             admin_key: config.admin_key,
             limiter: RateLimiter::direct(Quota::per_second(config.rate_limit)),
             attempts: config.attempts.max(1),
+            observer: None,
         })
+    }
+
+    /// Reports every exchange to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn GatewayObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -181,22 +197,26 @@ impl Gateway {
         if let Some(body) = body {
             req = req.json(body);
         }
+        let started = Instant::now();
+        let reply = async {
+            let resp = req.send().await?;
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            Ok::<_, reqwest::Error>((status, retry_after, resp.text().await?))
+        }
+        .await;
+        if let Some(observer) = &self.observer {
+            let status = reply.as_ref().ok().map(|(s, _, _)| s.as_u16());
+            observer.exchanged(path, status, started.elapsed());
+        }
         // reqwest's error text names the URL, which holds only ids and hashes, never a key.
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| GatewayError::Transport(e.without_url().to_string()))?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| GatewayError::Transport(e.without_url().to_string()))?;
+        let (status, retry_after, text) =
+            reply.map_err(|e| GatewayError::Transport(e.without_url().to_string()))?;
         if status != StatusCode::OK {
             return Err(error::from_reply(status.as_u16(), &text, retry_after));
         }
@@ -228,6 +248,16 @@ impl Gateway {
     /// `GET /health/readiness`: the gateway and its database answer.
     pub async fn readiness(&self) -> Result<Value, GatewayError> {
         self.get("/health/readiness", &[]).await
+    }
+
+    // ---- proxy config ----
+
+    /// `POST /config/update`: merges each given `general_settings` key into the gateway's stored config (proxy
+    /// admin only). Sending the same body twice ends in the same state.
+    pub async fn config_update(&self, body: &Value, actor: &str) -> Result<(), GatewayError> {
+        self.post::<_, Value>("/config/update", body, Repeat::Safe, actor)
+            .await
+            .map(drop)
     }
 
     // ---- teams ----

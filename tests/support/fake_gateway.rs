@@ -156,6 +156,11 @@ impl FakeGateway {
         self.inner.ctl().writes
     }
 
+    /// The bodies of the accepted `/config/update` calls, oldest first.
+    pub fn config_updates(&self) -> Vec<Value> {
+        self.inner.ctl().config_updates.clone()
+    }
+
     pub fn reset_counts(&self) {
         let mut ctl = self.inner.ctl();
         ctl.counts.clear();
@@ -442,6 +447,8 @@ struct Control {
     faults: Vec<Fault>,
     regenerate_enabled: bool,
     team_admins_enabled: bool,
+    /// Accepted `/config/update` bodies, oldest first.
+    config_updates: Vec<Value>,
 }
 
 struct Inner {
@@ -463,6 +470,7 @@ impl Inner {
                 faults: Vec::new(),
                 regenerate_enabled: true,
                 team_admins_enabled: false,
+                config_updates: Vec::new(),
             }),
             state: Mutex::new(State::new(now_ms())),
         }
@@ -558,6 +566,11 @@ impl Inner {
             Kind::UserInfoV2 => st.user_info_v2(query),
             Kind::UserUpdate => parsed().and_then(|b| st.user_update(b, now)),
             Kind::UserDelete => parsed().and_then(|b| st.user_delete(b)),
+            Kind::ConfigUpdate => parsed().and_then(|b| {
+                let out = config_update(&b)?;
+                self.ctl().config_updates.push(Value::Object(b));
+                Ok(out)
+            }),
             // Answered before authentication.
             Kind::Liveliness
             | Kind::Readiness
@@ -647,6 +660,7 @@ enum Kind {
     UserInfoV2,
     UserUpdate,
     UserDelete,
+    ConfigUpdate,
     Models,
     NotFound,
     MethodNotAllowed,
@@ -676,6 +690,7 @@ const ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/v2/user/info", Kind::UserInfoV2),
     ("POST", "/user/update", Kind::UserUpdate),
     ("POST", "/user/delete", Kind::UserDelete),
+    ("POST", "/config/update", Kind::ConfigUpdate),
     ("GET", "/v1/models", Kind::Models),
     ("GET", "/models", Kind::Models),
 ];
@@ -3445,4 +3460,79 @@ fn budget_reset_at(now: i64, duration: &str) -> Option<i64> {
         "mo" => return None,
         _ => midnight + DAY,
     })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Proxy config
+// ---------------------------------------------------------------------------------------------------------------
+
+/// LiteLLM 1.108.7's `AlertType` values.
+const ALERT_TYPES: &[&str] = &[
+    "llm_exceptions",
+    "llm_too_slow",
+    "llm_requests_hanging",
+    "budget_alerts",
+    "spend_reports",
+    "failed_tracking_spend",
+    "user_spend_thresholds",
+    "user_spend_anomalies",
+    "db_exceptions",
+    "daily_reports",
+    "cooldown_deployment",
+    "new_model_added",
+    "model_deprecation_warnings",
+    "outage_alerts",
+    "region_outage_alerts",
+    "fallback_reports",
+    "new_virtual_key_created",
+    "virtual_key_updated",
+    "virtual_key_deleted",
+    "new_team_created",
+    "team_updated",
+    "team_deleted",
+    "new_internal_user_created",
+    "internal_user_updated",
+    "internal_user_deleted",
+    "mcp_tool_description_blocked",
+    "mcp_pinned_tools_changed",
+];
+
+/// `POST /config/update`. Observed on 1.108.7 (with `STORE_MODEL_IN_DB=False`): 200 `{"message":"Config updated
+/// successfully"}`, the sections merged per key into the `LiteLLM_Config` table; 422 for a non-object section or an
+/// unknown alert type. Only `general_settings` is checked here.
+fn config_update(body: &Row) -> Result<Out, Out> {
+    let settings = match body.get("general_settings") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => {
+            return Err(unprocessable(vec![verr(
+                "model_attributes_type",
+                vec![json!("body"), json!("general_settings")],
+                "Input should be a valid dictionary or object to extract fields from",
+            )]));
+        }
+    };
+    let alert_types = settings
+        .and_then(|m| m.get("alert_types"))
+        .and_then(Value::as_array);
+    let mut errors = Vec::new();
+    for (i, t) in alert_types.into_iter().flatten().enumerate() {
+        if !t.as_str().is_some_and(|t| ALERT_TYPES.contains(&t)) {
+            let allowed: Vec<String> = ALERT_TYPES.iter().map(|t| format!("'{t}'")).collect();
+            errors.push(verr(
+                "enum",
+                vec![
+                    json!("body"),
+                    json!("general_settings"),
+                    json!("alert_types"),
+                    json!(i),
+                ],
+                &format!("Input should be {}", allowed.join(", ")),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(unprocessable(errors));
+    }
+    Ok((200, json!({"message": "Config updated successfully"})))
 }

@@ -54,7 +54,12 @@ pub fn kubeconfig_path() -> PathBuf {
 }
 
 pub async fn client() -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("read kubeconfig");
+    client_for(&kubeconfig_path()).await
+}
+
+/// A client for the test bed whose kubeconfig is at `path`, with our CRDs installed.
+pub async fn client_for(path: &std::path::Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("read kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("kubeconfig");
@@ -193,6 +198,9 @@ impl Operator {
             watch_namespace: Some(namespace.to_owned()),
             admin_namespaces: opts.admin_namespaces,
             resync: opts.resync,
+            metrics_addr: None,
+            leader_election: None,
+            alerting: None,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let client = client.clone();

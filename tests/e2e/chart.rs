@@ -1,0 +1,489 @@
+//! The Helm chart: it lints, renders manifests that pass strict Kubernetes schema validation, refuses bad values
+//! with a message naming the field, and renders the security settings and least-privilege RBAC it promises.
+use serde_json::Value;
+
+use crate::support::chart::{
+    self, ALL_FEATURES, CHART, RELEASE_NAMESPACE, REQUIRED_VALUES, documents, kinds, one, render,
+};
+use crate::support::testbed::repo_dir;
+use crate::support::tools::{self, tool};
+
+/// The Kubernetes version the manifests are validated against: the test bed's API server is 1.36.
+const KUBERNETES_VERSION: &str = "1.36.0";
+
+fn namespaced_values() -> String {
+    format!("{REQUIRED_VALUES}watchNamespace: teams\n")
+}
+
+#[test]
+fn chart_lints_with_defaults_and_every_feature() {
+    for (what, values) in [
+        ("default values", REQUIRED_VALUES.to_owned()),
+        ("every feature", ALL_FEATURES.to_owned()),
+        ("namespaced mode", namespaced_values()),
+    ] {
+        let out = chart::helm(&["lint", "--strict", CHART, "-f", "-"], &values);
+        assert!(
+            out.ok,
+            "helm lint ({what}) failed:\n{}{}",
+            out.stdout, out.stderr
+        );
+    }
+}
+
+/// `kubernetes-validate --strict` on the rendered stream (CRDs included). Objects whose schema it does not ship
+/// (the Prometheus Operator's ServiceMonitor) come back as warnings; anything else must pass.
+fn assert_strictly_valid(what: &str, values: &str) {
+    let rendered = chart::template(values, true);
+    assert!(
+        rendered.ok,
+        "helm template ({what}) failed:\n{}",
+        rendered.stderr
+    );
+    let out = tools::run(
+        &tool("kubernetes-validate"),
+        &[
+            "--strict",
+            "--quiet",
+            "--kubernetes-version",
+            KUBERNETES_VERSION,
+            "-",
+        ],
+        &rendered.stdout,
+    );
+    let report = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        out.ok,
+        "rendered manifests ({what}) fail strict validation:\n{report}"
+    );
+    for line in report.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.contains("kind ServiceMonitor with api version monitoring.coreos.com/v1"),
+            "unexpected validation output ({what}): {line}"
+        );
+    }
+    let objects = documents(&rendered.stdout);
+    let crds = objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .count();
+    assert_eq!(crds, 3, "the three CRDs ship with the chart ({what})");
+}
+
+#[test]
+fn rendered_manifests_pass_strict_schema_validation() {
+    assert_strictly_valid("default values", REQUIRED_VALUES);
+    assert_strictly_valid("every feature", ALL_FEATURES);
+    assert_strictly_valid("namespaced mode", &namespaced_values());
+}
+
+#[test]
+fn every_optional_feature_renders() {
+    let objects = render(ALL_FEATURES);
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    ] {
+        one(&objects, kind);
+    }
+    let service = one(&objects, "Service");
+    let monitor = one(&objects, "ServiceMonitor");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"], service["spec"]["selector"],
+        "the ServiceMonitor selects the metrics Service's pods' labels"
+    );
+    for (k, v) in service["spec"]["selector"].as_object().expect("selector") {
+        assert_eq!(
+            &service["metadata"]["labels"][k], v,
+            "the Service carries the labels the ServiceMonitor selects"
+        );
+    }
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+
+    let args = container_args(&objects);
+    for want in [
+        "--slack-webhook-file=/etc/routero/slack-webhook/webhook-url",
+        "--alert-types=budget_alerts,spend_reports",
+        "--leader-election",
+        "--lease-name=routero-leader",
+        "--lease-duration=20s",
+        "--admin-namespaces=platform,routero-system",
+        "--gateway-rate-limit=50",
+        "--gateway-timeout=15s",
+        "--resync-interval=10m",
+        "--log-format=text",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+    }
+    let deployment = one(&objects, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "routero-slack"
+                && v["secret"]["items"][0]["key"] == "url"),
+        "the Slack webhook Secret is mounted: {volumes}"
+    );
+    let policy = one(&objects, "NetworkPolicy");
+    let types = &policy["spec"]["policyTypes"];
+    assert!(
+        types.as_array().expect("policyTypes").len() == 2,
+        "egress rules restrict egress too: {types}"
+    );
+    assert_eq!(
+        policy["spec"]["egress"].as_array().expect("egress").len(),
+        2,
+        "DNS plus the configured rule"
+    );
+}
+
+#[test]
+fn defaults_leave_optional_features_off() {
+    let objects = render(REQUIRED_VALUES);
+    let mut have = kinds(&objects);
+    have.sort();
+    assert_eq!(
+        have,
+        [
+            "ClusterRole/routero-routero-operator",
+            "ClusterRoleBinding/routero-routero-operator",
+            "Deployment/routero-routero-operator",
+            "Role/routero-routero-operator-leader-election",
+            "RoleBinding/routero-routero-operator-leader-election",
+            "Service/routero-routero-operator-metrics",
+            "ServiceAccount/routero-routero-operator",
+        ]
+    );
+    let args = container_args(&objects);
+    assert!(
+        !args.iter().any(|a| a.starts_with("--slack-webhook-file")),
+        "alerting is off by default: {args:?}"
+    );
+    assert!(
+        !args.iter().any(|a| a.starts_with("--watch-namespace")),
+        "all namespaces by default: {args:?}"
+    );
+    assert!(args.iter().any(|a| a == "--leader-election"));
+    assert!(
+        args.iter()
+            .any(|a| a == &format!("--lease-namespace={RELEASE_NAMESPACE}"))
+    );
+}
+
+fn container(objects: &[Value]) -> &Value {
+    &one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn container_args(objects: &[Value]) -> Vec<String> {
+    container(objects)["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_owned())
+        .collect()
+}
+
+#[test]
+fn pod_runs_locked_down_with_probes_and_the_mounted_admin_key() {
+    let objects = render(REQUIRED_VALUES);
+    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    let c = container(&objects);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert!(
+        pod["securityContext"]["runAsUser"]
+            .as_u64()
+            .expect("runAsUser")
+            > 0
+    );
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(sc["capabilities"]["add"].is_null());
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(
+        pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("grace")
+            >= 10
+    );
+    for side in ["requests", "limits"] {
+        for res in ["cpu", "memory"] {
+            assert!(
+                c["resources"][side][res].is_string(),
+                "resources.{side}.{res} is set"
+            );
+        }
+    }
+
+    // Probes on the metrics port, which serves /metrics, /healthz and /readyz.
+    assert_eq!(c["ports"][0]["name"], "metrics");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "metrics");
+    let args = container_args(&objects);
+    assert_eq!(args[0], "run");
+    assert!(args.iter().any(|a| a == "--metrics-addr=0.0.0.0:8080"));
+    assert!(
+        args.iter()
+            .any(|a| a == "--gateway-url=http://routero-gateway.routero-system:4000")
+    );
+
+    // The downward API feeds the Event reporter and the leader identity.
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let env = c["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in env"));
+        assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], field);
+    }
+
+    // The admin key: a whole-Secret volume (no subPath, so the kubelet refreshes it), mounted where the flag points.
+    let file = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--admin-key-file="))
+        .expect("--admin-key-file");
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "routero-admin")
+        .expect("the admin key Secret is a volume");
+    assert_eq!(volume["secret"]["items"][0]["key"], "admin-key");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the admin key volume is mounted");
+    assert!(
+        mount["subPath"].is_null(),
+        "no subPath: it would never refresh"
+    );
+    assert_eq!(mount["readOnly"], true);
+    let path = format!(
+        "{}/{}",
+        mount["mountPath"].as_str().expect("mountPath"),
+        volume["secret"]["items"][0]["path"]
+            .as_str()
+            .expect("item path")
+    );
+    assert_eq!(file, path, "--admin-key-file points at the mounted key");
+}
+
+/// Every rule of every Role and ClusterRole the chart renders, in each mode.
+fn rules(objects: &[Value]) -> Vec<(String, Value)> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole")
+        .flat_map(|o| {
+            let name = format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or("?"),
+                o["metadata"]["name"].as_str().unwrap_or("?")
+            );
+            o["rules"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |r| (name.clone(), r))
+        })
+        .collect()
+}
+
+#[test]
+fn rbac_has_no_wildcards_and_namespaced_mode_uses_roles_only() {
+    for values in [
+        REQUIRED_VALUES.to_owned(),
+        ALL_FEATURES.to_owned(),
+        namespaced_values(),
+    ] {
+        let objects = render(&values);
+        let rules = rules(&objects);
+        assert!(!rules.is_empty());
+        for (role, rule) in rules {
+            for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
+                for item in rule[field].as_array().cloned().unwrap_or_default() {
+                    assert!(
+                        !item.as_str().unwrap_or_default().contains('*'),
+                        "{role} has a wildcard in {field}: {rule}"
+                    );
+                }
+            }
+            assert!(
+                rule["nonResourceURLs"].is_null(),
+                "{role} grants non-resource URLs: {rule}"
+            );
+        }
+    }
+
+    let cluster = render(REQUIRED_VALUES);
+    let namespaced = render(&namespaced_values());
+    assert!(
+        !namespaced
+            .iter()
+            .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding"),
+        "namespaced mode renders no cluster-wide RBAC: {:?}",
+        kinds(&namespaced)
+    );
+    let role = namespaced
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "teams")
+        .expect("a Role in the watched namespace");
+    assert_eq!(
+        role["rules"],
+        one(&cluster, "ClusterRole")["rules"],
+        "the Role grants in its namespace exactly what the ClusterRole grants everywhere"
+    );
+    let binding = namespaced
+        .iter()
+        .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["namespace"] == "teams")
+        .expect("a RoleBinding in the watched namespace");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["namespace"], RELEASE_NAMESPACE);
+    assert!(
+        container_args(&namespaced)
+            .iter()
+            .any(|a| a == "--watch-namespace=teams")
+    );
+
+    let no_leases = render(&format!(
+        "{REQUIRED_VALUES}leaderElection: {{enabled: false}}\n"
+    ));
+    assert!(
+        !container_args(&no_leases)
+            .iter()
+            .any(|a| a.starts_with("--lease") || a == "--leader-election")
+    );
+    assert!(
+        !rules(&no_leases)
+            .iter()
+            .any(|(_, r)| r["apiGroups"][0] == "coordination.k8s.io"),
+        "no Lease rights without leader election"
+    );
+}
+
+#[test]
+fn schema_rejects_bad_values_naming_the_field() {
+    let cases: [(&str, String, &[&str]); 8] = [
+        (
+            "a typo at the top",
+            format!("{REQUIRED_VALUES}gatway:\n  url: http://x\n"),
+            &["gatway"],
+        ),
+        (
+            "a typo inside gateway",
+            format!("{REQUIRED_VALUES}  adminKeySecert: {{name: x}}\n"),
+            &["gateway", "adminKeySecert"],
+        ),
+        (
+            "a wrong type",
+            format!("{REQUIRED_VALUES}replicaCount: two\n"),
+            &["replicaCount", "integer"],
+        ),
+        ("a missing gateway.url", String::new(), &["gateway.url"]),
+        (
+            "a gateway.url that is not a URL",
+            REQUIRED_VALUES.replace("http://routero-gateway.routero-system:4000", "gateway:4000"),
+            &["gateway.url"],
+        ),
+        (
+            "an unknown log format",
+            format!("{REQUIRED_VALUES}logFormat: yaml\n"),
+            &["logFormat"],
+        ),
+        (
+            "alerting without its Secret",
+            format!("{REQUIRED_VALUES}alerting: {{enabled: true}}\n"),
+            &["alerting", "slackWebhookSecret"],
+        ),
+        (
+            "two replicas without leader election",
+            format!("{REQUIRED_VALUES}replicaCount: 2\nleaderElection: {{enabled: false}}\n"),
+            &["leaderElection.enabled"],
+        ),
+    ];
+    for (what, values, names) in cases {
+        for cmd in [
+            &["template", "x", CHART, "-f", "-"][..],
+            &["lint", CHART, "-f", "-"][..],
+        ] {
+            let out = chart::helm(cmd, &values);
+            let text = format!("{}{}", out.stdout, out.stderr);
+            assert!(!out.ok, "helm {} accepted {what}:\n{values}", cmd[0]);
+            for name in names {
+                assert!(
+                    text.contains(name),
+                    "helm {} refused {what} without naming {name}:\n{text}",
+                    cmd[0]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn chart_ships_the_generated_crds() {
+    let chart = std::fs::read_to_string(repo_dir().join(CHART).join("crds/routero.ai.yaml"))
+        .expect("the chart has crds/routero.ai.yaml");
+    let want = routero_operator::crd::crds_yaml().expect("render CRDs");
+    assert!(
+        chart == want,
+        "{CHART}/crds/routero.ai.yaml is stale: run `cargo run -- crd > {CHART}/crds/routero.ai.yaml`"
+    );
+    let chart_yaml =
+        std::fs::read_to_string(repo_dir().join(CHART).join("Chart.yaml")).expect("Chart.yaml");
+    let meta: Value = serde_yaml::from_str(&chart_yaml).expect("Chart.yaml parses");
+    assert_eq!(meta["apiVersion"], "v2");
+    assert_eq!(
+        meta["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "appVersion follows the crate version"
+    );
+}
+
+/// Every flag the chart passes is one `routero-operator run` accepts.
+#[test]
+fn chart_flags_are_flags_of_the_binary() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_routero-operator"))
+        .args(["run", "--help"])
+        .output()
+        .expect("run routero-operator run --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for values in [ALL_FEATURES.to_owned(), namespaced_values()] {
+        for arg in container_args(&render(&values)) {
+            let Some(flag) = arg.strip_prefix("--") else {
+                continue;
+            };
+            let flag = flag.split('=').next().unwrap_or_default();
+            assert!(
+                help.contains(&format!("--{flag} ")) || help.contains(&format!("--{flag}\n")),
+                "the chart passes --{flag}, which `routero-operator run` does not know:\n{help}"
+            );
+        }
+    }
+}
