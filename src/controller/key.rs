@@ -369,15 +369,21 @@ impl<'a> Keys<'a> {
             is_ready(&status.conditions, team.metadata.generation),
             status.team_id,
         ) else {
-            let why = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Ready")
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+            let why = ready
                 .map(|c| format!(" ({}: {})", c.reason, c.message))
                 .unwrap_or_default();
+            let message = format!("RouteroTeam '{team_name}' is not Ready{why}");
+            // The team is down only because the gateway is: report the root cause, as the team does.
+            if ready.is_some_and(|c| c.reason == "GatewayUnavailable") {
+                return Ok(Dependencies::Blocked(Outcome::failed(
+                    "GatewayUnavailable",
+                    message,
+                )));
+            }
             return Ok(Dependencies::Blocked(Outcome::blocked(
                 "TeamNotReady",
-                format!("RouteroTeam '{team_name}' is not Ready{why}"),
+                message,
             )));
         };
         if let Some(allowed) = team.spec.models.as_ref().filter(|m| !m.is_empty()) {
@@ -505,7 +511,12 @@ impl<'a> Keys<'a> {
     /// Starts a fresh key: revokes any key of ours that holds the alias (its value is lost or exposed), records the
     /// new value in the pending Secret, then registers and delivers it.
     async fn issue(&self, scope: &Scope, workload: Option<&Secret>, what: &str) -> Result<Action> {
-        if let Some(conflict) = self.clear_alias(&self.alias, None).await? {
+        // Both aliases: a Secret lost during a Recreate grace period leaves a key under each.
+        let mut conflict = self.clear_alias(&self.alias, None).await?;
+        if conflict.is_none() {
+            conflict = self.clear_alias(&self.next_alias(), None).await?;
+        }
+        if let Some(conflict) = conflict {
             self.ctx
                 .event(self.key, true, "Conflict", conflict.clone())
                 .await;

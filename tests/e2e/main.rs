@@ -3,11 +3,17 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod argocd;
+mod chaos;
+mod chart;
 mod crash;
 mod crds;
 mod gateway_contract;
 mod key;
 mod leak;
 mod member;
+mod operations;
+mod outage;
+mod rbac;
 mod team;
 mod validation;

@@ -1,5 +1,9 @@
 //! Test harness shared by the integration tests.
 #![allow(dead_code)]
+pub mod chart;
 pub mod fake_gateway;
 pub mod gateway_reader;
+pub mod invariants;
+pub mod kube_recorder;
 pub mod testbed;
+pub mod tools;
