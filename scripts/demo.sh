@@ -24,11 +24,12 @@ litellm_wait
 "$BIN" crd | kubectl apply -f -
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 
+# It watches only the demo namespace: the test suite leaves its own namespaces on this API server.
 # The admin key reaches the operator as a file, as the chart mounts it from a Secret.
 printf '%s' "$ROUTERO_TEST_LITELLM_KEY" >"$DEMO_DIR/admin-key"; chmod 600 "$DEMO_DIR/admin-key"
 if [ -f "$DEMO_DIR/operator.pid" ]; then kill "$(cat "$DEMO_DIR/operator.pid")" 2>/dev/null || true; fi
 "$BIN" run --gateway-url "$ROUTERO_TEST_LITELLM_URL" --admin-key-file "$DEMO_DIR/admin-key" \
-  --admin-namespaces "$NS" --metrics-addr 127.0.0.1:8080 >"$DEMO_DIR/operator.log" 2>&1 &
+  --watch-namespace "$NS" --admin-namespaces "$NS" --metrics-addr 127.0.0.1:8080 >"$DEMO_DIR/operator.log" 2>&1 &
 echo $! >"$DEMO_DIR/operator.pid"
 
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null

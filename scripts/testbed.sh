@@ -9,7 +9,8 @@ export ROUTERO_TEST_LITELLM_KEY=${ROUTERO_TEST_LITELLM_KEY:-sk-admin-test}
 # Starts LiteLLM in the background (its first install takes minutes) so a build can run meanwhile.
 litellm_start_bg() {
   LITELLM_LOG=${LITELLM_LOG:-/tmp/routero-litellm-start.log}
-  "$TESTBED/litellm/start.sh" >"$LITELLM_LOG" 2>&1 &
+  # Serialised: CI warms the gateway up while it lints, then the test script asks again.
+  flock /var/tmp/routero-litellm-start.lock "$TESTBED/litellm/start.sh" >>"$LITELLM_LOG" 2>&1 &
   LITELLM_PID=$!
 }
 

@@ -531,29 +531,12 @@ impl<'a> Keys<'a> {
             replaces: None,
             trigger,
         };
-        self.write_pending(&intent).await?;
-        match self.resolve(intent, workload, scope, true).await? {
-            Resolved::Done(s) => {
-                let id = s
-                    .annotations()
-                    .get(secret::KEY_ID)
-                    .cloned()
-                    .unwrap_or_default();
-                self.ctx
-                    .event(
-                        self.key,
-                        false,
-                        "Issued",
-                        format!("key {id} {what} into Secret '{}'", s.name_any()),
-                    )
-                    .await;
-                Ok(Action::requeue(Duration::ZERO))
-            }
-            Resolved::Blocked(outcome) => {
-                self.report(outcome, workload, None).await;
-                Ok(Action::requeue(self.ctx.resync_after()))
-            }
-        }
+        let note = format!(
+            "key {} {what} into Secret '{}'",
+            intent.next.id(),
+            self.key.secret_name()
+        );
+        self.start(intent, workload, scope, "Issued", note).await
     }
 
     /// Deletes our keys holding `alias` (except `keep`); a key holding it that is not ours is a conflict.
@@ -706,26 +689,28 @@ impl<'a> Keys<'a> {
             trigger,
         };
         tracing::info!(key = self.owner.id, kind = ?intent.kind, why, "rotating key");
+        let note = format!("rotated key {} to {} ({why})", value.id(), intent.next.id());
+        self.start(intent, Some(secret), scope, "Rotated", note)
+            .await
+    }
+
+    /// Records `intent` in the pending Secret, then carries it through; `note` is the Event once delivered.
+    async fn start(
+        &self,
+        intent: Intent,
+        workload: Option<&Secret>,
+        scope: &Scope,
+        reason: &str,
+        note: String,
+    ) -> Result<Action> {
         self.write_pending(&intent).await?;
-        match self.resolve(intent, Some(secret), scope, true).await? {
-            Resolved::Done(s) => {
-                let id = s
-                    .annotations()
-                    .get(secret::KEY_ID)
-                    .cloned()
-                    .unwrap_or_default();
-                self.ctx
-                    .event(
-                        self.key,
-                        false,
-                        "Rotated",
-                        format!("rotated key {} to {id} ({why})", value.id()),
-                    )
-                    .await;
+        match self.resolve(intent, workload, scope, true).await? {
+            Resolved::Done(_) => {
+                self.ctx.event(self.key, false, reason, note).await;
                 Ok(Action::requeue(Duration::ZERO))
             }
             Resolved::Blocked(outcome) => {
-                self.report(outcome, Some(secret), None).await;
+                self.report(outcome, workload, None).await;
                 Ok(Action::requeue(self.ctx.resync_after()))
             }
         }
