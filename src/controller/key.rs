@@ -18,6 +18,7 @@ use super::context::Context;
 use super::duration;
 use super::key_value::{KeyValue, short_id};
 use super::ownership::{Claim, Owner};
+use super::rotation;
 use super::secret::{self, Intent, IntentKind};
 use super::status::{Outcome, apply_status};
 use crate::crd::common::{cross_namespace, is_ready};
@@ -276,7 +277,7 @@ impl<'a> Keys<'a> {
             self.alias.clone()
         };
 
-        if let Some((why, trigger)) = self.rotation_due(&secret, &info, now) {
+        if let Some((why, trigger)) = self.plan(&secret, &info).due(now) {
             return self.rotate(&scope, &secret, &value, why, trigger).await;
         }
 
@@ -576,75 +577,42 @@ impl<'a> Keys<'a> {
         Ok(None)
     }
 
-    fn rotation_due(
-        &self,
-        secret: &Secret,
-        info: &KeyRow,
-        now: jiff::Timestamp,
-    ) -> Option<(&'static str, Option<String>)> {
-        let requested = self.key.annotations().get(secret::ROTATE);
-        if let Some(t) = requested
-            && secret.annotations().get(secret::ROTATE_HANDLED) != Some(t)
-        {
-            return Some((
-                "requested through the routero.ai/rotate annotation",
-                Some(t.clone()),
-            ));
+    /// The rotation schedule of the key in `secret`, as the gateway describes it in `info`.
+    fn plan<'s>(&'s self, secret: &'s Secret, info: &KeyRow) -> rotation::Plan<'s> {
+        rotation::Plan {
+            every: self
+                .key
+                .spec
+                .rotation
+                .as_ref()
+                .and_then(|r| r.every.as_deref())
+                .and_then(duration::parse),
+            lifetime: self.key.spec.duration.as_deref().and_then(duration::parse),
+            rotated_at: secret
+                .annotations()
+                .get(secret::ROTATED_AT)
+                .and_then(|t| t.parse().ok()),
+            expires: info.expires.as_deref().and_then(parse_time),
+            requested: self
+                .key
+                .annotations()
+                .get(secret::ROTATE)
+                .map(String::as_str),
+            handled: secret
+                .annotations()
+                .get(secret::ROTATE_HANDLED)
+                .map(String::as_str),
         }
-        let trigger = requested.cloned();
-        if let Some(at) = self.scheduled_rotation(secret)
-            && at <= now
-        {
-            return Some(("scheduled by rotation.every", trigger));
-        }
-        if let Some(at) = self.renewal(info)
-            && at <= now
-        {
-            return Some(("the key enters the last third of its duration", trigger));
-        }
-        None
-    }
-
-    /// When `rotation.every` next rotates the key.
-    fn scheduled_rotation(&self, secret: &Secret) -> Option<jiff::Timestamp> {
-        let every = self
-            .key
-            .spec
-            .rotation
-            .as_ref()?
-            .every
-            .as_deref()
-            .and_then(duration::parse)?;
-        let last = secret
-            .annotations()
-            .get(secret::ROTATED_AT)?
-            .parse::<jiff::Timestamp>()
-            .ok()?;
-        last.checked_add(jiff::SignedDuration::try_from(every).ok()?)
-            .ok()
-    }
-
-    /// When an expiring key is renewed: at the start of the last third of its duration.
-    fn renewal(&self, info: &KeyRow) -> Option<jiff::Timestamp> {
-        let lifetime = self
-            .key
-            .spec
-            .duration
-            .as_deref()
-            .and_then(duration::parse)?;
-        let expires = parse_time(info.expires.as_deref()?)?;
-        expires
-            .checked_sub(jiff::SignedDuration::try_from(lifetime / 3).ok()?)
-            .ok()
     }
 
     /// The next resync, or sooner when a rotation, renewal or retirement is due.
     fn next_wake(&self, secret: &Secret, info: &KeyRow, now: jiff::Timestamp) -> Duration {
+        let plan = self.plan(secret, info);
         let retire = secret
             .annotations()
             .get(secret::RETIRE_AFTER)
             .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-        [self.scheduled_rotation(secret), self.renewal(info), retire]
+        [plan.scheduled(), plan.renewal(), retire]
             .into_iter()
             .flatten()
             .map(|t| {
@@ -1041,11 +1009,7 @@ impl<'a> Keys<'a> {
                 .and_then(|s| s.annotations().get(secret::ROTATED_AT).cloned())
                 .or(previous.last_rotation),
             next_rotation: match (secret, info) {
-                (Some(s), Some(i)) => [self.scheduled_rotation(s), self.renewal(i)]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .map(|t| t.to_string()),
+                (Some(s), Some(i)) => self.plan(s, i).next().map(|t| t.to_string()),
                 _ => previous.next_rotation,
             },
         };

@@ -5,6 +5,7 @@ pub mod key;
 pub mod key_value;
 pub mod member;
 pub mod ownership;
+pub mod rotation;
 pub mod secret;
 pub mod status;
 pub mod team;
