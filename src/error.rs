@@ -18,6 +18,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// The finalizer patch lost a race with another pass that already made the same change (the cache was a step
+    /// behind): nothing failed, so nothing is reported.
+    pub fn is_finalizer_race(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Self::Finalizer(inner) => match inner.as_ref() {
+                F::AddFinalizer(kube::Error::Api(e)) | F::RemoveFinalizer(kube::Error::Api(e)) => {
+                    e.code == 409 || e.code == 422
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The `Ready`/`Synced` reason this error is reported with.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -177,18 +177,6 @@ pub fn target(fake: &FakeGateway) -> GatewayTarget {
     }
 }
 
-/// `counts` minus `before`, per endpoint, without the endpoints that did not move.
-pub fn counts_since(
-    counts: &BTreeMap<String, u64>,
-    before: &BTreeMap<String, u64>,
-) -> BTreeMap<String, u64> {
-    counts
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
-
 pub fn total(counts: &BTreeMap<String, u64>) -> u64 {
     counts.values().sum()
 }

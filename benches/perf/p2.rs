@@ -1,14 +1,12 @@
 //! P2: N RouteroKeys in 50 teams, all created before the operator starts, to all Ready; next to the floor the
 //! gateway rate limit sets. Also the setup of P3.
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube::Api;
 use routero_operator::crd::{RouteroKey, RouteroTeam};
 
 use crate::harness::{
-    Table, Tracker, counts_since, create_all, env_or, fleet, gateway_writes, print_warnings, secs,
-    target, total,
+    Table, Tracker, create_all, env_or, fleet, gateway_writes, print_warnings, secs, target, total,
 };
 use crate::support::fake_gateway::FakeGateway;
 use crate::support::testbed::{self, Operator, OperatorOptions};
@@ -130,7 +128,7 @@ pub async fn run() {
     let fleet = Fleet::cold_start("bench-p2", teams, keys, rate, Duration::from_secs(300)).await;
     let all = fleet.wait_all_ready(timeout).await;
     let wall = fleet.started.elapsed();
-    let calls = counts_since(&fleet.fake.counts(), &BTreeMap::new());
+    let calls = fleet.fake.counts();
     let writes = fleet.tracker.take_writes();
     let ready_times = fleet.tracker.key_ready_times();
     let ready = ready_times.len();

@@ -107,17 +107,19 @@ pub async fn run() {
         "created {teams} teams and {keys} keys in {}",
         secs(created_in)
     );
-    let mut peak_rss = 0;
+    let (mut peak_rss, mut peak_sockets) = (0, 0);
     let all = tracker
         .wait(
             timeout,
-            Duration::from_secs(10),
+            Duration::from_secs(2),
             |t| t.teams_ready() == teams && t.keys_ready() == keys,
             |t| {
                 let (rss, _) = op.rss();
+                let sockets = op.sockets();
                 peak_rss = peak_rss.max(rss);
+                peak_sockets = peak_sockets.max(sockets);
                 eprintln!(
-                    "  {:>6.0} s: {} of {keys} keys Ready, operator RSS {}",
+                    "  {:>6.0} s: {} of {keys} keys Ready, operator RSS {}, {sockets} open sockets",
                     started.elapsed().as_secs_f64(),
                     t.keys_ready(),
                     mib(rss)
@@ -129,6 +131,7 @@ pub async fn run() {
     let (ready_rss, _) = op.rss();
     tokio::time::sleep(Duration::from_secs(15)).await;
     let (settled_rss, hwm) = op.rss();
+    let settled_sockets = op.sockets();
     let calls: BTreeMap<String, u64> = fake.counts();
     let problems = op.problems();
     op.kill().await;
@@ -169,6 +172,10 @@ pub async fn run() {
             "{:.1} KiB",
             settled_rss.saturating_sub(idle_rss) as f64 / keys as f64
         ),
+    ]);
+    t.row(vec![
+        "open sockets: peak sampled every 2 s / 15 s after all Ready".into(),
+        format!("{peak_sockets} / {settled_sockets}"),
     ]);
     t.row(vec!["WARN/ERROR log lines".into(), problems.to_string()]);
     t.print();

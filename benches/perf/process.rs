@@ -98,6 +98,17 @@ impl OperatorProcess {
         rss_kib(self.pid).expect("read /proc/<pid>/status")
     }
 
+    /// Open sockets (TCP connections to the API server and the gateway, and listeners).
+    pub fn sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|fds| {
+                fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     pub async fn kill(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;

@@ -44,6 +44,9 @@ pub async fn reconcile(key: Arc<RouteroKey>, ctx: Arc<Context>) -> Result<Action
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if let Err(e) = &result {
+        if e.is_finalizer_race() {
+            return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+        }
         if let Ok(k) = Keys::new(&key, &ctx) {
             k.report(Outcome::failed(e.reason(), e.to_string()), None, None)
                 .await;
@@ -157,7 +160,7 @@ impl<'a> Keys<'a> {
                     .resolve(intent, workload.as_ref(), &scope, false)
                     .await?
                 {
-                    Resolved::Done(s) => workload = Some(*s),
+                    Resolved::Done(done) => workload = Some(done.0),
                     Resolved::Blocked(outcome) => {
                         self.report(outcome, workload.as_ref(), None).await;
                         return Ok(Action::requeue(self.ctx.resync_after()));
@@ -512,10 +515,17 @@ impl<'a> Keys<'a> {
     /// Starts a fresh key: revokes any key of ours that holds the alias (its value is lost or exposed), records the
     /// new value in the pending Secret, then registers and delivers it.
     async fn issue(&self, scope: &Scope, workload: Option<&Secret>, what: &str) -> Result<Action> {
-        // Both aliases: a Secret lost during a Recreate grace period leaves a key under each.
-        let mut conflict = self.clear_alias(&self.alias, None).await?;
-        if conflict.is_none() {
-            conflict = self.clear_alias(&self.next_alias(), None).await?;
+        // A key was delivered before and is now lost: revoke whatever of ours holds either alias (a Secret lost in a
+        // Recreate grace period leaves a key under each). A first issuance has nothing to revoke; a stale key from an
+        // earlier resource of the same name is met, and revoked, when its alias refuses the new key.
+        let delivered_before =
+            workload.is_some() || self.key.status.as_ref().is_some_and(|s| s.key_id.is_some());
+        let mut conflict = None;
+        if delivered_before {
+            conflict = self.clear_alias(&self.alias, None).await?;
+            if conflict.is_none() {
+                conflict = self.clear_alias(&self.next_alias(), None).await?;
+            }
         }
         if let Some(conflict) = conflict {
             self.ctx
@@ -673,9 +683,29 @@ impl<'a> Keys<'a> {
     ) -> Result<Action> {
         self.write_pending(&intent).await?;
         match self.resolve(intent, workload, scope, true).await? {
-            Resolved::Done(_) => {
+            Resolved::Done(done) => {
+                let (secret, info) = *done;
                 self.ctx.event(self.key, false, reason, note).await;
-                Ok(Action::requeue(Duration::ZERO))
+                // Ready in the same pass: the key was just confirmed, so there is nothing to read again.
+                let message = format!(
+                    "key {} is in Secret '{}'",
+                    secret
+                        .annotations()
+                        .get(secret::KEY_ID)
+                        .map_or("", String::as_str),
+                    secret.name_any()
+                );
+                self.report(
+                    Outcome::ready("Available", message),
+                    Some(&secret),
+                    Some(&info),
+                )
+                .await;
+                Ok(Action::requeue(self.next_wake(
+                    &secret,
+                    &info,
+                    jiff::Timestamp::now(),
+                )))
             }
             Resolved::Blocked(outcome) => {
                 self.report(outcome, workload, None).await;
@@ -697,7 +727,12 @@ impl<'a> Keys<'a> {
     ) -> Result<Resolved> {
         let hash = intent.next.hash();
         let gw = &self.ctx.gateway;
-        if fresh || gw.key_info(&hash).await?.is_none() {
+        let mut confirmed = if fresh {
+            None
+        } else {
+            gw.key_info(&hash).await?
+        };
+        if confirmed.is_none() {
             if intent.kind == IntentKind::Regenerate {
                 let old_live = match &intent.replaces {
                     Some(_) if fresh => true,
@@ -771,7 +806,8 @@ impl<'a> Keys<'a> {
                 }
             }
             // A 200 proves nothing (a repeated secret is accepted without a row): only /key/info does.
-            if gw.key_info(&hash).await?.is_none() {
+            confirmed = gw.key_info(&hash).await?;
+            if confirmed.is_none() {
                 return Err(Error::Gateway(GatewayError::Api {
                     status: 500,
                     message: "the gateway accepted the key but does not list it; will retry".into(),
@@ -808,7 +844,10 @@ impl<'a> Keys<'a> {
         }
         let written = self.write_workload(workload, &intent.next, &state).await?;
         self.delete_secret(&secret::pending_name(self.key)).await?;
-        Ok(Resolved::Done(Box::new(written)))
+        Ok(Resolved::Done(Box::new((
+            written,
+            confirmed.unwrap_or_default(),
+        ))))
     }
 
     /// After a failed register call whose outcome is unknown (lost reply, 5xx): the key may exist anyway.
@@ -1020,8 +1059,8 @@ impl<'a> Keys<'a> {
 }
 
 enum Resolved {
-    /// The key is confirmed on the gateway and in this workload Secret.
-    Done(Box<Secret>),
+    /// The key is confirmed on the gateway (as the row describes it) and in this workload Secret.
+    Done(Box<(Secret, KeyRow)>),
     Blocked(Outcome),
 }
 

@@ -32,6 +32,9 @@ pub async fn reconcile(member: Arc<RouteroMember>, ctx: Arc<Context>) -> Result<
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if let Err(e) = &result {
+        if e.is_finalizer_race() {
+            return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+        }
         report(
             &api,
             &member,

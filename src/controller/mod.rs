@@ -14,10 +14,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
 use futures::StreamExt;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Resource, ResourceExt};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
@@ -107,6 +110,90 @@ fn dependents(
         .collect()
 }
 
+/// At most this many objects of one kind reconcile at once. Reconciles mostly wait on the rate-limited gateway, so
+/// more would only hold more API-server connections (one each) and delay every object equally.
+const CONCURRENCY: u16 = 16;
+
+/// What the reconciles act on: spec (generation), deletion, finalizers and the rotate annotation. Status-only
+/// updates, which the controllers write themselves, trigger nothing; periodic resyncs still run.
+fn acted_on<K: Resource>(obj: &K) -> Option<u64> {
+    let meta = obj.meta();
+    let mut h = DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(secret::ROTATE))
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// What dependents (keys, members) act on in a team or member: readiness, identity, allowlist, deletion.
+fn readiness_of<K: Resource, S: std::hash::Hash>(obj: &K, facts: S) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    obj.meta().generation.hash(&mut h);
+    obj.meta().deletion_timestamp.is_some().hash(&mut h);
+    facts.hash(&mut h);
+    Some(h.finish())
+}
+
+fn team_facts(t: &RouteroTeam) -> Option<u64> {
+    let status = t.status.as_ref();
+    let ready = status.map(|s| {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect::<Vec<_>>()
+    });
+    readiness_of(
+        t,
+        (
+            ready,
+            status.and_then(|s| s.team_id.clone()),
+            t.spec.models.clone(),
+        ),
+    )
+}
+
+fn member_facts(m: &RouteroMember) -> Option<u64> {
+    let status = m.status.as_ref();
+    let ready = status.map(|s| {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect::<Vec<_>>()
+    });
+    readiness_of(m, (ready, status.and_then(|s| s.user_id.clone())))
+}
+
+/// A watch on `K` that feeds a cache and passes on only the changes `predicate` cares about.
+fn changes<K, P>(
+    ctx: &Context,
+    ns: Option<&str>,
+    predicate: P,
+    writer: Option<reflector::store::Writer<K>>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    P: kube::runtime::utils::Predicate<K> + Send + 'static,
+{
+    let events = watcher(api::<K>(ctx, ns), watcher::Config::default()).default_backoff();
+    let events = match writer {
+        Some(w) => events.reflect(w).boxed(),
+        None => events.boxed(),
+    };
+    events
+        .applied_objects()
+        .predicate_filter(predicate, Default::default())
+}
+
 /// Runs every controller until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
@@ -114,33 +201,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let ns = namespace.as_deref();
-    let teams = Controller::new(api::<RouteroTeam>(&ctx, ns), watcher::Config::default());
-    let team_cache = teams.store();
-    let teams = teams
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_team, error_policy, ctx.clone())
-        .for_each(|r| log_result("RouteroTeam", r));
+    let config = || controller::Config::default().concurrency(CONCURRENCY);
 
-    let keys = Controller::new(api::<RouteroKey>(&ctx, ns), watcher::Config::default());
-    let store = keys.store();
-    let member_store = store.clone();
-    let key_cache = store.clone();
-    let keys = keys
-        // Only the Secrets the operator wrote are watched: never a cluster-wide cache of every Secret.
+    let (team_cache, writer) = reflector::store::<RouteroTeam>();
+    let teams = Controller::for_stream(
+        changes(&ctx, ns, acted_on, Some(writer)),
+        team_cache.clone(),
+    )
+    .with_config(config())
+    .graceful_shutdown_on(shutdown.clone())
+    .run(reconcile_team, error_policy, ctx.clone())
+    .for_each(|r| log_result("RouteroTeam", r));
+
+    let (key_cache, writer) = reflector::store::<RouteroKey>();
+    let (store, member_store) = (key_cache.clone(), key_cache.clone());
+    let keys = Controller::for_stream(changes(&ctx, ns, acted_on, Some(writer)), key_cache.clone())
+        .with_config(config())
+        // Only the Secrets the operator delivers are watched (label-selected: never a cache of every Secret);
+        // pending Secrets are its own bookkeeping and trigger nothing.
         .owns(
             api::<Secret>(&ctx, ns),
-            watcher::Config::default().labels(secret::MANAGED_SELECTOR),
+            watcher::Config::default().labels(secret::DELIVERED_SELECTOR),
         )
-        .watches(
-            api::<RouteroTeam>(&ctx, ns),
-            watcher::Config::default(),
-            move |t| dependents(&store, t.namespace(), t.name_any(), false),
-        )
-        .watches(
-            api::<RouteroMember>(&ctx, ns),
-            watcher::Config::default(),
-            move |m| dependents(&member_store, m.namespace(), m.name_any(), true),
-        )
+        .watches_stream(changes(&ctx, ns, team_facts, None), move |t| {
+            dependents(&store, t.namespace(), t.name_any(), false)
+        })
+        .watches_stream(changes(&ctx, ns, member_facts, None), move |m| {
+            dependents(&member_store, m.namespace(), m.name_any(), true)
+        })
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |k, c| measured("RouteroKey", c.clone(), key::reconcile(k, c)),
@@ -148,32 +236,30 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|r| log_result("RouteroKey", r));
-    let members = Controller::new(api::<RouteroMember>(&ctx, ns), watcher::Config::default());
-    let member_refs = members.store();
-    let member_cache = member_refs.clone();
-    let members = members
-        .watches(
-            api::<RouteroTeam>(&ctx, ns),
-            watcher::Config::default(),
-            move |t| {
-                let (ns, name) = (t.namespace(), t.name_any());
-                member_refs
-                    .state()
-                    .into_iter()
-                    .filter(|m| {
-                        m.namespace() == ns && m.spec.teams.iter().any(|mt| mt.name == name)
-                    })
-                    .map(|m| ObjectRef::from_obj(m.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            |m, c| measured("RouteroMember", c.clone(), member::reconcile(m, c)),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|r| log_result("RouteroMember", r));
+
+    let (member_cache, writer) = reflector::store::<RouteroMember>();
+    let member_refs = member_cache.clone();
+    let members = Controller::for_stream(
+        changes(&ctx, ns, acted_on, Some(writer)),
+        member_cache.clone(),
+    )
+    .with_config(config())
+    .watches_stream(changes(&ctx, ns, team_facts, None), move |t| {
+        let (ns, name) = (t.namespace(), t.name_any());
+        member_refs
+            .state()
+            .into_iter()
+            .filter(|m| m.namespace() == ns && m.spec.teams.iter().any(|mt| mt.name == name))
+            .map(|m| ObjectRef::from_obj(m.as_ref()))
+            .collect::<Vec<_>>()
+    })
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        |m, c| measured("RouteroMember", c.clone(), member::reconcile(m, c)),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|r| log_result("RouteroMember", r));
     // Ready once every controller's cache holds its first full list (an error means the controller stopped first).
     let synced = async {
         let all = futures::future::try_join3(

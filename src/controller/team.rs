@@ -30,6 +30,9 @@ pub async fn reconcile(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Acti
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if let Err(e) = &result {
+        if e.is_finalizer_race() {
+            return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+        }
         report(
             &api,
             &team,
