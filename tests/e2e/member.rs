@@ -392,22 +392,7 @@ async fn tenant_isolation() {
     assert_eq!(bed.gw.status_with_key(&good).await, 200);
     let alice = fake.user(&format!("alice-{}", bed.team_id)).expect("alice");
     assert_eq!(alice["user_role"], "internal_user");
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(bed.client.clone(), &ns_b);
-    let reasons: Vec<String> = events
-        .list(&Default::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    for r in ["Forbidden", "Conflict"] {
-        assert!(
-            reasons.iter().any(|x| x == r),
-            "an Event says {r}: {reasons:?}"
-        );
-    }
+    testbed::assert_events(&bed.client, &ns_b, &["Forbidden", "Conflict"]).await;
 
     // Admin roles are honoured in an admin namespace.
     let op_admin_ns = testbed::namespace(&bed.client, "admins").await;

@@ -209,21 +209,7 @@ async fn lifecycle(client: Client, target: GatewayTarget) {
         "engineering kept on the gateway"
     );
 
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let reasons: Vec<String> = events
-        .list(&Default::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    for r in ["Created", "Updated", "Deleted", "Orphaned"] {
-        assert!(
-            reasons.iter().any(|x| x == r),
-            "an Event says {r}: {reasons:?}"
-        );
-    }
+    testbed::assert_events(&client, &ns, &["Created", "Updated", "Deleted", "Orphaned"]).await;
 
     // Clean up what the shared gateway still holds.
     for name in ["customer-ops", "finance"] {
@@ -379,21 +365,7 @@ async fn unowned_team_needs_adopt() {
     wait_ready(&api, "legacy").await;
     let row = gw.team("legacy").await.expect("team");
     assert_eq!(f(&row["max_budget"]), 50.0);
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let reasons: Vec<String> = events
-        .list(&Default::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    for r in ["Conflict", "Adopted"] {
-        assert!(
-            reasons.iter().any(|x| x == r),
-            "an Event says {r}: {reasons:?}"
-        );
-    }
+    testbed::assert_events(&client, &ns, &["Conflict", "Adopted"]).await;
     assert_eq!(
         row["metadata"]["note"], "made by hand",
         "metadata merged, not replaced"

@@ -1962,16 +1962,7 @@ impl State {
 
     fn team_delete(&mut self, mut body: Row, now: i64) -> Result<Out, Out> {
         validate(&mut body, &[("team_ids", Ty::StrList, true)])?;
-        let ids: Vec<String> = body
-            .get("team_ids")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ids: Vec<String> = str_list(&body, "team_ids");
         if let Some(missing) = ids.iter().find(|id| !self.teams.contains_key(*id)) {
             return Err(bare(
                 404,
@@ -2535,17 +2526,7 @@ impl State {
                 ("key_aliases", Ty::StrList, false),
             ],
         )?;
-        let list = |f: &str| -> Vec<String> {
-            body.get(f)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let list = |f: &str| -> Vec<String> { str_list(&body, f) };
         let keys = list("keys");
         let aliases = list("key_aliases");
         if keys.is_empty() && aliases.is_empty() {
@@ -3116,16 +3097,7 @@ impl State {
 
     fn user_delete(&mut self, mut body: Row) -> Result<Out, Out> {
         validate(&mut body, &[("user_ids", Ty::StrList, true)])?;
-        let ids: Vec<String> = body
-            .get("user_ids")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ids: Vec<String> = str_list(&body, "user_ids");
         if let Some(missing) = ids.iter().find(|id| !self.users.contains_key(*id)) {
             return Err(bare(
                 404,
@@ -3219,6 +3191,19 @@ fn existing_members(team: &Team) -> String {
 // ---------------------------------------------------------------------------------------------------------------
 // Identifiers and secrets
 // ---------------------------------------------------------------------------------------------------------------
+
+/// The strings of the list field `field` of a request body (absent or not a list: none).
+fn str_list(body: &Row, field: &str) -> Vec<String> {
+    body.get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))

@@ -271,3 +271,19 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Asserts that the operator recorded an Event (events.k8s.io, as it writes them) with each of `reasons` in `ns`.
+pub async fn assert_events(client: &Client, ns: &str, reasons: &[&str]) {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let seen: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for r in reasons {
+        assert!(seen.iter().any(|x| x == r), "an Event says {r}: {seen:?}");
+    }
+}
