@@ -110,8 +110,10 @@ impl<'a> Keys<'a> {
                 return Ok(Action::requeue(self.ctx.resync_after()));
             }
             Dependencies::Gone(reason, message) => {
-                let revoked = self.revoke_everything().await?;
-                if revoked > 0 {
+                // Look the aliases up only while this resource may still hold a key: not on every resync after.
+                let held = self.key.status.as_ref().is_some_and(|s| s.key_id.is_some());
+                let (revoked, removed) = self.revoke_everything(held).await?;
+                if revoked > 0 || removed {
                     self.ctx
                         .event(
                             self.key,
@@ -124,7 +126,7 @@ impl<'a> Keys<'a> {
                         )
                         .await;
                 }
-                self.report(Outcome::blocked(reason, message), None, None)
+                self.report_with(Outcome::blocked(reason, message), None, None, true)
                     .await;
                 return Ok(Action::requeue(self.ctx.resync_after()));
             }
@@ -905,8 +907,9 @@ impl<'a> Keys<'a> {
     }
 
     /// Revokes every gateway key this resource may hold (the delivered one, a pending one, a retiring one, and any
-    /// of ours under its aliases), then removes its Secrets. Returns how many keys were revoked.
-    async fn revoke_everything(&self) -> Result<usize> {
+    /// of ours under its aliases; the aliases are looked up when `by_alias` or a Secret is still there), then removes
+    /// its Secrets. Returns how many keys were revoked and whether the workload Secret was removed.
+    async fn revoke_everything(&self, by_alias: bool) -> Result<(usize, bool)> {
         let mut hashes = Vec::new();
         let workload = self
             .secrets
@@ -925,7 +928,11 @@ impl<'a> Keys<'a> {
         if let Some(p) = &pending {
             hashes.extend(secret::read_pending(p).map(|i| i.next.hash()));
         }
-        for alias in [self.alias.clone(), self.next_alias()] {
+        let look_up = by_alias || workload.is_some() || pending.is_some();
+        for alias in [self.alias.clone(), self.next_alias()]
+            .into_iter()
+            .filter(|_| look_up)
+        {
             for row in self.ctx.gateway.keys_by_alias(&alias).await? {
                 if self.owner.owns(row.metadata.as_ref()) {
                     hashes.extend(row.token);
@@ -946,7 +953,7 @@ impl<'a> Keys<'a> {
         if pending.is_some() {
             self.delete_secret(&secret::pending_name(self.key)).await?;
         }
-        Ok(revoked.max(usize::from(workload.is_some())))
+        Ok((revoked, workload.is_some()))
     }
 
     /// Deletion: `Delete` revokes on the gateway (404 = done) and removes the Secrets; `Orphan` keeps the key and
@@ -993,7 +1000,7 @@ impl<'a> Keys<'a> {
                 .await;
             return Ok(Action::await_change());
         }
-        let revoked = self.revoke_everything().await?;
+        let (revoked, _) = self.revoke_everything(true).await?;
         self.ctx
             .event(
                 self.key,
@@ -1017,9 +1024,23 @@ impl<'a> Keys<'a> {
     }
 
     async fn report(&self, outcome: Outcome, secret: Option<&Secret>, info: Option<&KeyRow>) {
+        self.report_with(outcome, secret, info, false).await;
+    }
+
+    /// `revoked`: the key was revoked and its Secret removed, so the status stops naming it.
+    async fn report_with(
+        &self,
+        outcome: Outcome,
+        secret: Option<&Secret>,
+        info: Option<&KeyRow>,
+        revoked: bool,
+    ) {
         let key = self.key;
         let api: Api<RouteroKey> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        let previous = key.status.clone().unwrap_or_default();
+        let mut previous = key.status.clone().unwrap_or_default();
+        if revoked {
+            (previous.key_id, previous.expires_at, previous.next_rotation) = (None, None, None);
+        }
         if outcome.synced {
             self.ctx
                 .succeeded(&format!("{}/{}", self.ns, key.name_any()));

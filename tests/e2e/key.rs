@@ -562,6 +562,23 @@ async fn team_deletion_revokes_keys_and_recreation_reissues() {
         .await;
         bed.wait_status(value, 401).await;
     }
+    // Once revoked, the keys stop naming a key id, and later resyncs do not look their aliases up again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for name in ["a", "b"] {
+        let k = bed.keys.get(name).await.expect("key");
+        assert_eq!(
+            k.status.and_then(|s| s.key_id),
+            None,
+            "{name} no longer names a key"
+        );
+    }
+    let lookups = fake.count("GET /key/list");
+    tokio::time::sleep(Duration::from_secs(5)).await; // two resyncs at 2 s
+    assert_eq!(
+        fake.count("GET /key/list"),
+        lookups,
+        "no alias look-ups while the team stays gone"
+    );
 
     bed.create_team("team", json!({"models": ["smart/balanced"]}))
         .await;
