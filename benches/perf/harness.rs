@@ -171,10 +171,7 @@ pub fn secs(d: Duration) -> String {
 }
 
 pub fn target(fake: &FakeGateway) -> GatewayTarget {
-    GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    }
+    GatewayTarget::fake(fake)
 }
 
 pub fn total(counts: &BTreeMap<String, u64>) -> u64 {

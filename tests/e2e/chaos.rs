@@ -225,10 +225,7 @@ async fn iteration(bed: &mut Bed, fake: &FakeGateway, seed: u64, monitor: &Arc<M
 async fn run(iterations: u64) {
     let fake = FakeGateway::start().await;
     fake.set_latency(Duration::from_millis(5));
-    let target = GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    };
+    let target = GatewayTarget::fake(&fake);
     let mut bed = Bed::with_resync(target, "chaos", json!({}), Duration::from_secs(3)).await;
     let monitor = Arc::new(Mutex::new(SecretLog::default()));
     let watch = spawn_secret_monitor(bed.secrets.clone(), monitor.clone());

@@ -12,15 +12,7 @@ use crate::support::testbed::{GatewayTarget, wait_for};
 const WAIT: Duration = Duration::from_secs(40);
 
 async fn bed(fake: &FakeGateway, prefix: &str) -> Bed {
-    Bed::new(
-        GatewayTarget {
-            url: fake.url.clone(),
-            admin_key: fake.admin_key.clone(),
-        },
-        prefix,
-        json!({}),
-    )
-    .await
+    Bed::new(GatewayTarget::fake(fake), prefix, json!({})).await
 }
 
 async fn assert_settled(bed: &Bed, fake: &FakeGateway, name: &str) -> String {

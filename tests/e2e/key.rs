@@ -162,13 +162,6 @@ impl Bed {
     }
 }
 
-fn fake_target(fake: &FakeGateway) -> GatewayTarget {
-    GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    }
-}
-
 /// A team key: its Secret's key authenticates, and the gateway holds the alias, team, budget and our markers.
 async fn issue_and_revoke(target: GatewayTarget) {
     let bed = Bed::new(
@@ -288,7 +281,7 @@ async fn key_issue_and_revoke_on_real_litellm() {
 #[tokio::test]
 async fn key_issue_and_revoke_on_fake_gateway() {
     let fake = FakeGateway::start().await;
-    issue_and_revoke(fake_target(&fake)).await;
+    issue_and_revoke(GatewayTarget::fake(&fake)).await;
 }
 
 /// Recreate on the real gateway (which has no regenerate): the old key works through the grace period, then is
@@ -346,7 +339,7 @@ async fn recreate_rotation_on_real_litellm() {
 #[tokio::test]
 async fn regenerate_rotation_on_fake_gateway() {
     let fake = FakeGateway::start().await;
-    let bed = Bed::new(fake_target(&fake), "key-regen", json!({})).await;
+    let bed = Bed::new(GatewayTarget::fake(&fake), "key-regen", json!({})).await;
     bed.create_key(
         "api",
         json!({"teamRef": {"name": "team"}, "rotation": {"strategy": "Regenerate", "every": "3s"}}),
@@ -381,7 +374,7 @@ async fn regenerate_rotation_on_fake_gateway() {
 #[tokio::test]
 async fn deleted_secret_revokes_and_reissues() {
     let fake = FakeGateway::start().await;
-    let bed = Bed::new(fake_target(&fake), "key-lost", json!({})).await;
+    let bed = Bed::new(GatewayTarget::fake(&fake), "key-lost", json!({})).await;
     bed.create_key("api", json!({"teamRef": {"name": "team"}}))
         .await;
     bed.ready_key("api").await;
@@ -418,7 +411,7 @@ async fn deleted_secret_revokes_and_reissues() {
 #[tokio::test]
 async fn drift_and_steady_state() {
     let fake = FakeGateway::start().await;
-    let bed = Bed::new(fake_target(&fake), "key-drift", json!({})).await;
+    let bed = Bed::new(GatewayTarget::fake(&fake), "key-drift", json!({})).await;
     bed.create_key(
         "api",
         json!({"teamRef": {"name": "team"}, "models": [], "maxBudget": 5}),
@@ -474,7 +467,7 @@ async fn drift_and_steady_state() {
 #[tokio::test]
 async fn unowned_secret_is_a_conflict() {
     let fake = FakeGateway::start().await;
-    let bed = Bed::new(fake_target(&fake), "key-secret-conflict", json!({})).await;
+    let bed = Bed::new(GatewayTarget::fake(&fake), "key-secret-conflict", json!({})).await;
     let mine: Secret = serde_json::from_value(
         json!({"metadata": {"name": "api"}, "stringData": {"apiKey": "hand-made"}}),
     )
@@ -508,7 +501,7 @@ async fn unowned_secret_is_a_conflict() {
 async fn team_deletion_revokes_keys_and_recreation_reissues() {
     let fake = FakeGateway::start().await;
     let bed = Bed::new(
-        fake_target(&fake),
+        GatewayTarget::fake(&fake),
         "key-team",
         json!({"models": ["smart/balanced"]}),
     )
@@ -596,7 +589,7 @@ async fn team_deletion_revokes_keys_and_recreation_reissues() {
 #[tokio::test]
 async fn expiring_key_is_renewed() {
     let fake = FakeGateway::start().await;
-    let bed = Bed::new(fake_target(&fake), "key-expiry", json!({})).await;
+    let bed = Bed::new(GatewayTarget::fake(&fake), "key-expiry", json!({})).await;
     bed.create_key("api", json!({"teamRef": {"name": "team"}, "duration": "9s", "rotation": {"strategy": "Recreate"}})).await;
     let k = bed.ready_key("api").await;
     let status = k.status.expect("status");

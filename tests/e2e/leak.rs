@@ -45,10 +45,7 @@ async fn no_key_material_in_logs_events_or_status() {
         .expect("this test owns the process's subscriber");
 
     let fake = FakeGateway::start().await;
-    let target = GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    };
+    let target = GatewayTarget::fake(&fake);
     let bed = Bed::new(target, "leak", json!({"maxBudget": 10})).await;
     let members: Api<RouteroMember> = Api::namespaced(bed.client.clone(), &bed.ns);
     let mut seen: Vec<String> = Vec::new();

@@ -252,10 +252,7 @@ async fn member_lifecycle_and_deprovisioning_on_real_litellm() {
 #[tokio::test]
 async fn tenant_isolation() {
     let fake = FakeGateway::start().await;
-    let target = GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    };
+    let target = GatewayTarget::fake(&fake);
     let bed = Bed::new(target.clone(), "tenant-a", json!({})).await;
     let api = members(&bed);
     bed.create_key(

@@ -564,11 +564,7 @@ async fn operations_config_update_validation_on_real_litellm() {
 #[tokio::test]
 async fn operations_config_update_validation_on_fake_gateway() {
     let fake = FakeGateway::start().await;
-    config_update_validation(GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    })
-    .await;
+    config_update_validation(GatewayTarget::fake(&fake)).await;
     assert!(
         fake.config_updates().is_empty(),
         "refused bodies are not stored"

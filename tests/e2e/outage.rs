@@ -19,15 +19,7 @@ const WAIT: Duration = Duration::from_secs(40);
 #[tokio::test]
 async fn gateway_5xx_storm_keeps_secrets_and_recovers() {
     let fake = FakeGateway::start().await;
-    let bed = Bed::new(
-        GatewayTarget {
-            url: fake.url.clone(),
-            admin_key: fake.admin_key.clone(),
-        },
-        "storm",
-        json!({}),
-    )
-    .await;
+    let bed = Bed::new(GatewayTarget::fake(&fake), "storm", json!({})).await;
     for name in ["a", "b", "c"] {
         bed.create_key(
             name,
@@ -195,10 +187,7 @@ async fn api_server_restart_mid_run() {
     let mut bed = PrivateBed::start();
     let client = testbed::client_for(&bed.kubeconfig).await;
     let fake = FakeGateway::start().await;
-    let target = GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    };
+    let target = GatewayTarget::fake(&fake);
     let ns = testbed::namespace(&client, "restart").await;
     let operator = Operator::start(
         &client,

@@ -359,10 +359,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
     let client = testbed::client().await;
     let (op_client, log) = recording_client().await;
     let fake = FakeGateway::start().await;
-    let target = GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    };
+    let target = GatewayTarget::fake(&fake);
     let ns = testbed::namespace(&client, "rbac").await;
     let owner_refs = scenario(&client, &op_client, &target, &ns, &rbac.lease_name).await;
 

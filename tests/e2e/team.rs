@@ -232,10 +232,7 @@ async fn team_lifecycle_on_real_litellm() {
 #[tokio::test]
 async fn team_lifecycle_on_fake_gateway() {
     let fake = FakeGateway::start().await;
-    let target = GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    };
+    let target = GatewayTarget::fake(&fake);
     lifecycle(testbed::client().await, target).await;
     // Three by the operator (data-science, customer-ops, finance), one by the test's own clean-up of the orphan:
     // deleting the conflicting resource and the Orphan one sent nothing.
@@ -247,10 +244,7 @@ async fn team_lifecycle_on_fake_gateway() {
 async fn gateway_outage_is_reported_and_recovers() {
     let client = testbed::client().await;
     let fake = FakeGateway::start().await;
-    let target = GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    };
+    let target = GatewayTarget::fake(&fake);
     let ns = testbed::namespace(&client, "outage").await;
     let operator = Operator::start(
         &client,
@@ -324,10 +318,7 @@ async fn gateway_outage_is_reported_and_recovers() {
 async fn unowned_team_needs_adopt() {
     let client = testbed::client().await;
     let fake = FakeGateway::start().await;
-    let target = GatewayTarget {
-        url: fake.url.clone(),
-        admin_key: fake.admin_key.clone(),
-    };
+    let target = GatewayTarget::fake(&fake);
     let gw = GatewayReader::new(&target);
     let ns = testbed::namespace(&client, "adopt").await;
     let operator = Operator::start(&client, &target, &ns, OperatorOptions::default()).await;

@@ -145,6 +145,14 @@ pub struct GatewayTarget {
 }
 
 impl GatewayTarget {
+    /// The in-repo fake gateway.
+    pub fn fake(fake: &super::fake_gateway::FakeGateway) -> Self {
+        Self {
+            url: fake.url.clone(),
+            admin_key: fake.admin_key.clone(),
+        }
+    }
+
     /// The real LiteLLM of ../shared/testbed/litellm/start.sh.
     pub fn litellm() -> Self {
         Self {
