@@ -10,7 +10,8 @@ export ROUTERO_TEST_LITELLM_KEY=${ROUTERO_TEST_LITELLM_KEY:-sk-admin-test}
 litellm_start_bg() {
   LITELLM_LOG=$(mktemp /tmp/routero-litellm-start.XXXXXX.log)
   # Serialised: CI warms the gateway up while it lints, then the test script asks again.
-  flock /var/tmp/routero-litellm-start.lock bash -c "$(declare -f litellm_recover drop_stale_pid); litellm_recover && \"\$1\"" \
+  # -o: the servers start.sh leaves running must not inherit the lock, or the next start waits for ever.
+  flock -o /var/tmp/routero-litellm-start.lock bash -c "$(declare -f litellm_recover drop_stale_pid); litellm_recover && \"\$1\"" \
     _ "$TESTBED/litellm/start.sh" >"$LITELLM_LOG" 2>&1 &
   LITELLM_PID=$!
 }
