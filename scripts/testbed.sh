@@ -49,7 +49,7 @@ litellm_wait() {
     echo "Postgres log (${BASE:-/var/tmp/routero-litellm}/pglog/pg.log):" >&2
     tail -5 "${BASE:-/var/tmp/routero-litellm}/pglog/pg.log" >&2 2>/dev/null; return 1
   fi
-  curl -sf -o /dev/null "$ROUTERO_TEST_LITELLM_URL/health/liveliness"
+  curl -sf -o /dev/null "$ROUTERO_TEST_LITELLM_URL/health/liveliness" && rm -f "$LITELLM_LOG"
 }
 
 envtest_up() {
