@@ -12,7 +12,7 @@ use kube::Client;
 use tokio::net::TcpListener;
 
 use crate::alerting::{self, AlertingConfig};
-use crate::controller::{self, Context, Settings};
+use crate::controller::{self, Context, Settings, snapshot};
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::health::{self, Readiness};
 use crate::leader::{self, LeaderElection};
@@ -163,7 +163,7 @@ pub async fn bind(
     })
 }
 
-/// The controllers and the alerting config, until `shutdown`.
+/// The controllers, the key snapshot and the alerting config, until `shutdown`.
 async fn act(
     ctx: Arc<Context>,
     watch_namespace: Option<String>,
@@ -178,9 +178,16 @@ async fn act(
             }
         }
     };
+    let snapshot = async {
+        tokio::select! {
+            () = snapshot::run(&ctx.keys, &ctx.gateway, ctx.settings.resync) => {},
+            () = shutdown.clone() => {},
+        }
+    };
     futures::join!(
         controller::run(ctx.clone(), watch_namespace, shutdown.clone()),
-        alerts
+        alerts,
+        snapshot
     );
 }
 

@@ -8,6 +8,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 use rand::Rng;
 
+use super::snapshot::KeySnapshot;
 use crate::gateway::Gateway;
 use crate::health::Readiness;
 use crate::metrics::Metrics;
@@ -28,6 +29,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Told when the controllers' caches have synced.
     pub readiness: Arc<Readiness>,
+    /// The operator's keys as last listed on the gateway, sparing steady-state resyncs their reads.
+    pub keys: KeySnapshot,
     recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -50,6 +53,7 @@ impl Context {
             settings,
             metrics: Arc::default(),
             readiness: Arc::default(),
+            keys: KeySnapshot::default(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
         }

@@ -20,6 +20,7 @@ use super::key_value::{KeyValue, short_id};
 use super::ownership::{Claim, Owner};
 use super::rotation;
 use super::secret::{self, Intent, IntentKind};
+use super::snapshot;
 use super::status::{Outcome, apply_status};
 use crate::crd::common::{cross_namespace, is_ready};
 use crate::crd::key::RotationStrategy;
@@ -191,7 +192,17 @@ impl<'a> Keys<'a> {
                 )
                 .await;
         }
-        let info = match self.ctx.gateway.key_info(&value.hash()).await? {
+        let now = jiff::Timestamp::now();
+        let quiet = self
+            .ctx
+            .keys
+            .row(&value.hash(), snapshot::max_age(self.ctx.settings.resync))
+            .filter(|row| self.quiet(secret, &value, row, now));
+        let info = match quiet {
+            Some(row) => Some(row),
+            None => self.ctx.gateway.key_info(&value.hash()).await?,
+        };
+        let info = match info {
             Some(info) if info.usable() => info,
             Some(_) => {
                 self.ctx
@@ -250,7 +261,6 @@ impl<'a> Keys<'a> {
 
         // A Recreate rotation in its grace period: retire the old key when the time comes.
         let mut secret = secret.clone();
-        let now = jiff::Timestamp::now();
         if let Some(old) = secret.annotations().get(secret::RETIRING_KEY).cloned() {
             let due = secret
                 .annotations()
@@ -466,6 +476,21 @@ impl<'a> Keys<'a> {
             metadata: self.metadata(),
             key_type: "llm_api",
         }
+    }
+
+    /// True when `row` (from the key snapshot) leaves nothing to do: the key is ours, usable and unexpired, matches
+    /// the spec, no rotation or retirement is due. Only then may a resync skip its live `/key/info` read.
+    fn quiet(&self, secret: &Secret, value: &KeyValue, row: &KeyRow, now: jiff::Timestamp) -> bool {
+        row.usable()
+            && row
+                .expires
+                .as_deref()
+                .and_then(parse_time)
+                .is_none_or(|t| t > now)
+            && self.owner.owns(row.metadata.as_ref())
+            && !secret.annotations().contains_key(secret::RETIRING_KEY)
+            && self.plan(secret, row).due(now).is_none()
+            && self.key_update(&value.hash(), &self.alias, row).is_none()
     }
 
     /// Managed fields that differ on the gateway, as a `/key/update` body (by hash).

@@ -7,6 +7,7 @@ pub mod member;
 pub mod ownership;
 pub mod rotation;
 pub mod secret;
+pub mod snapshot;
 pub mod status;
 pub mod team;
 

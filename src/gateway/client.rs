@@ -386,24 +386,18 @@ impl Gateway {
         })
     }
 
-    /// Live keys of a team, as full rows (one page of up to 100).
-    pub async fn keys_of_team(
-        &self,
-        team_id: &str,
-        page: u32,
-    ) -> Result<Vec<KeyRow>, GatewayError> {
+    /// One page (from 1) of every live key on the gateway, newest first, as full rows of up to 100.
+    pub async fn keys_page(&self, page: u32) -> Result<KeyList, GatewayError> {
         let page = page.to_string();
         self.get::<KeyList>(
             "/key/list",
             &[
-                ("team_id", team_id),
                 ("return_full_object", "true"),
                 ("size", "100"),
                 ("page", &page),
             ],
         )
         .await
-        .map(|l| l.keys)
     }
 
     /// Updates a key. `false` when the key is gone (the gateway says "Team not found" with 404 here).

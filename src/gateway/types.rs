@@ -180,6 +180,8 @@ pub struct KeyInfo {
 pub struct KeyList {
     #[serde(default)]
     pub keys: Vec<KeyRow>,
+    #[serde(default)]
+    pub total_pages: Option<u32>,
 }
 
 /// Body of `/user/new`. `auto_create_key` is always false: otherwise the gateway mints a key nobody holds.

@@ -484,10 +484,16 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts the request and picks the faults that apply to it.
-    fn admit(&self, route: &Route) -> (Duration, Option<FaultKind>) {
+    /// Counts the request and picks the faults that apply to it. Alias look-ups are also counted on their own, as
+    /// `GET /key/list?key_alias`, apart from the operator's unfiltered listings.
+    fn admit(&self, route: &Route, query: Option<&str>) -> (Duration, Option<FaultKind>) {
         let mut ctl = self.ctl();
         *ctl.counts.entry(route.template.clone()).or_insert(0) += 1;
+        if route.kind == Kind::KeyList
+            && query.is_some_and(|q| q.split('&').any(|p| p.starts_with("key_alias=")))
+        {
+            *ctl.counts.entry("GET /key/list?key_alias".into()).or_insert(0) += 1;
+        }
         if route.method != Method::GET {
             ctl.writes += 1;
         }
@@ -594,7 +600,7 @@ async fn handle(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let route = Route::classify(&parts.method, parts.uri.path());
-    let (delay, fault) = inner.admit(&route);
+    let (delay, fault) = inner.admit(&route, parts.uri.query());
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return respond((400, json!({"detail": "could not read the request body"}))),

@@ -1,0 +1,145 @@
+//! A periodic list of the operator's keys on the gateway, so that a RouteroKey's steady-state resync can skip its
+//! own `/key/info` read: one `/key/list` page (100 keys) replaces 100 reads.
+//!
+//! The snapshot may only *spare* a read, never decide an action: a reconcile uses a row from it only when that row
+//! says nothing needs doing (see `Keys::quiet`). Anything else (a key missing from the snapshot, blocked, drifted,
+//! due for rotation) is read again live before the operator acts on it. A stale snapshot therefore costs a live
+//! read, and a change made on the gateway after the snapshot was taken is seen by the first resync after the next
+//! snapshot: within the resync interval plus the snapshot's age.
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use super::ownership::OWNER_KEY;
+use crate::gateway::types::KeyRow;
+use crate::gateway::{Gateway, GatewayError};
+
+/// More pages than any gateway has: a walk that gets here is not converging (keys created faster than listed).
+const MAX_PAGES: u32 = 10_000;
+
+#[derive(Default)]
+pub struct KeySnapshot {
+    taken: RwLock<Option<Taken>>,
+}
+
+struct Taken {
+    /// When the walk started: rows can be no older than this.
+    at: Instant,
+    /// Keys carrying an ownership marker, by hash.
+    rows: HashMap<String, KeyRow>,
+}
+
+impl KeySnapshot {
+    /// The row of key `hash` from a snapshot started less than `max_age` ago.
+    pub fn row(&self, hash: &str, max_age: Duration) -> Option<KeyRow> {
+        let taken = self.taken.read().unwrap_or_else(|p| p.into_inner());
+        let taken = taken.as_ref().filter(|t| t.at.elapsed() < max_age)?;
+        taken.rows.get(hash).cloned()
+    }
+
+    /// How many keys the current snapshot holds (for logs and tests).
+    pub fn len(&self) -> usize {
+        let taken = self.taken.read().unwrap_or_else(|p| p.into_inner());
+        taken.as_ref().map_or(0, |t| t.rows.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn replace(&self, at: Instant, rows: Vec<KeyRow>) {
+        let rows = rows
+            .into_iter()
+            .filter(|r| r.metadata.as_ref().is_some_and(|m| m.contains_key(OWNER_KEY)))
+            .filter_map(|r| Some((r.token.clone()?, r)))
+            .collect();
+        *self.taken.write().unwrap_or_else(|p| p.into_inner()) = Some(Taken { at, rows });
+    }
+
+    fn clear(&self) {
+        *self.taken.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Lists every live key on the gateway and keeps ours. On failure the old snapshot is dropped, so resyncs fall
+    /// back to live reads rather than trust rows that are getting older.
+    pub async fn refresh(&self, gateway: &Gateway) -> Result<usize, GatewayError> {
+        let at = Instant::now();
+        match walk(gateway).await {
+            Ok(rows) => {
+                let listed = rows.len();
+                self.replace(at, rows);
+                Ok(listed)
+            }
+            Err(e) => {
+                self.clear();
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn walk(gateway: &Gateway) -> Result<Vec<KeyRow>, GatewayError> {
+    let mut rows = Vec::new();
+    for page in 1..=MAX_PAGES {
+        let list = gateway.keys_page(page).await?;
+        let last = list.keys.len() < 100 || list.total_pages.is_some_and(|t| page >= t);
+        rows.extend(list.keys);
+        if last {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+/// Refreshes the snapshot every half resync interval until the future is dropped. The first one waits a full
+/// interval: right after start every object is reconciled with live reads anyway.
+pub async fn run(snapshot: &KeySnapshot, gateway: &Gateway, resync: Duration) {
+    let period = resync / 2;
+    let mut wait = resync;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = period;
+        match snapshot.refresh(gateway).await {
+            Ok(listed) => {
+                tracing::debug!(listed, ours = snapshot.len(), "refreshed the key snapshot")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the gateway's keys; resyncs read each key instead")
+            }
+        }
+    }
+}
+
+/// How old a snapshot may be for a resync to use it: a refresh period, plus slack for a slow walk.
+pub fn max_age(resync: Duration) -> Duration {
+    resync.mul_f64(0.75)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(token: &str, owned: bool) -> KeyRow {
+        let metadata = if owned {
+            json!({OWNER_KEY: "RouteroKey/ns/name"})
+        } else {
+            json!({})
+        };
+        serde_json::from_value(json!({"token": token, "metadata": metadata})).expect("row")
+    }
+
+    #[test]
+    fn keeps_only_our_keys_and_only_while_fresh() {
+        let snapshot = KeySnapshot::default();
+        assert!(snapshot.row("a", Duration::from_secs(60)).is_none());
+        snapshot.replace(Instant::now(), vec![row("a", true), row("b", false)]);
+        assert_eq!(snapshot.len(), 1);
+        assert!(snapshot.row("a", Duration::from_secs(60)).is_some());
+        assert!(snapshot.row("b", Duration::from_secs(60)).is_none());
+        // Too old: not used at all.
+        assert!(snapshot.row("a", Duration::ZERO).is_none());
+        snapshot.clear();
+        assert!(snapshot.row("a", Duration::from_secs(60)).is_none());
+    }
+}
