@@ -31,7 +31,9 @@ pub async fn run() {
     let (bin, built_by) = operator_binary();
     println!(
         "P4: operator process RSS, {keys} RouteroKeys in {teams} teams and {noise} unrelated Secrets of {noise_bytes} B \
-         in {NOISE_NAMESPACES} other namespaces; the operator watches all namespaces; gateway rate limit {rate}/s\n"
+         in {NOISE_NAMESPACES} other namespaces; the operator watches all namespaces; gateway rate limit {rate}/s; \
+         resync every {} s\n",
+        env_or::<u64>("ROUTERO_BENCH_RESYNC_SECS", 30)
     );
 
     let client = testbed::client().await;
@@ -73,12 +75,16 @@ pub async fn run() {
     let tracker = Tracker::start(&client, &ns).await;
     let log = std::env::temp_dir().join("routero-bench-p4-operator.log");
     let rate_arg = rate.to_string();
+    // A short resync, so the measured RSS includes the steady state's periodic key listing (every half interval).
+    let resync_arg = format!("{}s", env_or::<u64>("ROUTERO_BENCH_RESYNC_SECS", 30));
     let mut op = OperatorProcess::spawn(
         &bin,
         &fake,
         &[
             "--gateway-rate-limit",
             &rate_arg,
+            "--resync-interval",
+            &resync_arg,
             "--admin-namespaces",
             "routero-system",
         ],
