@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use super::ownership::OWNER_KEY;
-use crate::gateway::types::KeyRow;
+use serde_json::Value;
+
+use super::ownership::{OWNER_KEY, UID_KEY};
+use crate::gateway::types::{KeyRow, Metadata};
 use crate::gateway::{Gateway, GatewayError};
 
 /// More pages than any gateway has: a walk that gets here is not converging (keys created faster than listed).
@@ -26,7 +28,72 @@ struct Taken {
     /// When the walk started: rows can be no older than this.
     at: Instant,
     /// Keys carrying an ownership marker, by hash.
-    rows: HashMap<String, KeyRow>,
+    rows: HashMap<String, Listed>,
+}
+
+/// The fields of a listed key that a resync compares, without the rest of the row: a full row's metadata map alone
+/// costs about a kilobyte, which at 10,000 keys doubled the snapshot's size. Of the metadata only our two markers
+/// are kept, which is all a quiet resync compares.
+struct Listed {
+    key_alias: Option<String>,
+    team_id: Option<String>,
+    user_id: Option<String>,
+    owner: Option<String>,
+    uid: Option<String>,
+    models: Vec<String>,
+    spend: Option<f64>,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    expires: Option<String>,
+    blocked: Option<bool>,
+}
+
+impl Listed {
+    fn of(row: KeyRow) -> Self {
+        let marker = |key: &str| {
+            row.metadata
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Self {
+            owner: marker(OWNER_KEY),
+            uid: marker(UID_KEY),
+            key_alias: row.key_alias,
+            team_id: row.team_id,
+            user_id: row.user_id,
+            models: row.models,
+            spend: row.spend,
+            max_budget: row.max_budget,
+            budget_duration: row.budget_duration,
+            expires: row.expires,
+            blocked: row.blocked,
+        }
+    }
+
+    fn row(&self, hash: &str) -> KeyRow {
+        let mut metadata = Metadata::new();
+        for (key, value) in [(OWNER_KEY, &self.owner), (UID_KEY, &self.uid)] {
+            if let Some(v) = value {
+                metadata.insert(key.into(), Value::String(v.clone()));
+            }
+        }
+        KeyRow {
+            token: Some(hash.to_owned()),
+            key_alias: self.key_alias.clone(),
+            team_id: self.team_id.clone(),
+            user_id: self.user_id.clone(),
+            metadata: Some(metadata),
+            models: self.models.clone(),
+            spend: self.spend,
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            expires: self.expires.clone(),
+            blocked: self.blocked,
+            status: None,
+        }
+    }
 }
 
 impl KeySnapshot {
@@ -34,7 +101,7 @@ impl KeySnapshot {
     pub fn row(&self, hash: &str, max_age: Duration) -> Option<KeyRow> {
         let taken = self.taken.read().unwrap_or_else(|p| p.into_inner());
         let taken = taken.as_ref().filter(|t| t.at.elapsed() < max_age)?;
-        taken.rows.get(hash).cloned()
+        taken.rows.get(hash).map(|l| l.row(hash))
     }
 
     /// How many keys the current snapshot holds (for logs and tests).
@@ -47,12 +114,7 @@ impl KeySnapshot {
         self.len() == 0
     }
 
-    fn replace(&self, at: Instant, rows: Vec<KeyRow>) {
-        let rows = rows
-            .into_iter()
-            .filter(|r| r.metadata.as_ref().is_some_and(|m| m.contains_key(OWNER_KEY)))
-            .filter_map(|r| Some((r.token.clone()?, r)))
-            .collect();
+    fn replace(&self, at: Instant, rows: HashMap<String, Listed>) {
         *self.taken.write().unwrap_or_else(|p| p.into_inner()) = Some(Taken { at, rows });
     }
 
@@ -78,17 +140,28 @@ impl KeySnapshot {
     }
 }
 
-async fn walk(gateway: &Gateway) -> Result<Vec<KeyRow>, GatewayError> {
-    let mut rows = Vec::new();
+/// Every live key of ours (carrying an ownership marker), by hash, kept page by page in compact form.
+async fn walk(gateway: &Gateway) -> Result<HashMap<String, Listed>, GatewayError> {
+    let mut rows = HashMap::new();
     for page in 1..=MAX_PAGES {
         let list = gateway.keys_page(page).await?;
         let last = list.keys.len() < 100 || list.total_pages.is_some_and(|t| page >= t);
-        rows.extend(list.keys);
+        rows.extend(keep(list.keys));
         if last {
             break;
         }
     }
     Ok(rows)
+}
+
+fn keep(rows: Vec<KeyRow>) -> impl Iterator<Item = (String, Listed)> {
+    rows.into_iter()
+        .filter(|r| {
+            r.metadata
+                .as_ref()
+                .is_some_and(|m| m.contains_key(OWNER_KEY))
+        })
+        .filter_map(|mut r| Some((r.token.take()?, Listed::of(r))))
 }
 
 /// Refreshes the snapshot every half resync interval until the future is dropped. The first one waits a full
@@ -126,16 +199,32 @@ mod tests {
         } else {
             json!({})
         };
-        serde_json::from_value(json!({"token": token, "metadata": metadata})).expect("row")
+        serde_json::from_value(json!({
+            "token": token, "metadata": metadata, "key_alias": "ns.name",
+            "models": ["smart/balanced"], "max_budget": 5.0,
+        }))
+        .expect("row")
     }
 
     #[test]
     fn keeps_only_our_keys_and_only_while_fresh() {
         let snapshot = KeySnapshot::default();
         assert!(snapshot.row("a", Duration::from_secs(60)).is_none());
-        snapshot.replace(Instant::now(), vec![row("a", true), row("b", false)]);
+        snapshot.replace(
+            Instant::now(),
+            keep(vec![row("a", true), row("b", false)]).collect(),
+        );
         assert_eq!(snapshot.len(), 1);
-        assert!(snapshot.row("a", Duration::from_secs(60)).is_some());
+        let a = snapshot.row("a", Duration::from_secs(60)).expect("a");
+        // What a resync compares survives the compact form.
+        assert_eq!(a.token.as_deref(), Some("a"));
+        assert_eq!(a.key_alias.as_deref(), Some("ns.name"));
+        assert_eq!(a.models, vec!["smart/balanced".to_owned()]);
+        assert_eq!(a.max_budget, Some(5.0));
+        assert_eq!(
+            a.metadata.as_ref().and_then(|m| m.get(OWNER_KEY)),
+            Some(&json!("RouteroKey/ns/name"))
+        );
         assert!(snapshot.row("b", Duration::from_secs(60)).is_none());
         // Too old: not used at all.
         assert!(snapshot.row("a", Duration::ZERO).is_none());

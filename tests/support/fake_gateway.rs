@@ -492,7 +492,9 @@ impl Inner {
         if route.kind == Kind::KeyList
             && query.is_some_and(|q| q.split('&').any(|p| p.starts_with("key_alias=")))
         {
-            *ctl.counts.entry("GET /key/list?key_alias".into()).or_insert(0) += 1;
+            *ctl.counts
+                .entry("GET /key/list?key_alias".into())
+                .or_insert(0) += 1;
         }
         if route.method != Method::GET {
             ctl.writes += 1;
