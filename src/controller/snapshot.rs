@@ -5,7 +5,7 @@
 //! says nothing needs doing (see `Keys::quiet`). Anything else (a key missing from the snapshot, blocked, drifted,
 //! due for rotation) is read again live before the operator acts on it. A stale snapshot therefore costs a live
 //! read, and a change made on the gateway after the snapshot was taken is seen by the first resync after the next
-//! snapshot: within the resync interval plus the snapshot's age.
+//! snapshot: within two resync intervals (a snapshot is trusted for three quarters of one).
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
