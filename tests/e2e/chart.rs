@@ -487,3 +487,46 @@ fn chart_flags_are_flags_of_the_binary() {
         }
     }
 }
+
+/// The image the Dockerfile builds fits the pod the chart renders: the numeric user is the chart's `runAsUser` (so
+/// `runAsNonRoot` can be checked by the kubelet), the exposed port is the metrics port, and the entrypoint is the
+/// binary whose first argument the chart passes (`run`). No container engine runs here, so the build itself is not
+/// exercised; this keeps the two files from drifting apart.
+#[test]
+fn dockerfile_matches_the_chart() {
+    let dockerfile =
+        std::fs::read_to_string(repo_dir().join("Dockerfile")).expect("read Dockerfile");
+    let run_stage = dockerfile
+        .rsplit_once("\nFROM ")
+        .map(|(_, last)| last)
+        .expect("a multi-stage Dockerfile");
+    let instruction = |name: &str| -> String {
+        run_stage
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(str::trim))
+            .unwrap_or_else(|| panic!("the run stage has {name}"))
+            .to_owned()
+    };
+    let objects = render(REQUIRED_VALUES);
+    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    let uid = pod["securityContext"]["runAsUser"].as_u64().expect("uid");
+    let gid = pod["securityContext"]["runAsGroup"].as_u64().expect("gid");
+    assert_eq!(instruction("USER "), format!("{uid}:{gid}"));
+    let port = container(&objects)["ports"][0]["containerPort"]
+        .as_u64()
+        .expect("port");
+    assert_eq!(instruction("EXPOSE "), port.to_string());
+    assert_eq!(
+        instruction("ENTRYPOINT "),
+        r#"["/usr/local/bin/routero-operator"]"#
+    );
+    assert_eq!(container_args(&objects)[0], "run");
+    assert!(
+        container(&objects)["command"].is_null(),
+        "the chart keeps the image's entrypoint"
+    );
+    assert!(
+        dockerfile.contains("cargo build --release --locked --bin routero-operator"),
+        "the image packages the locked release build"
+    );
+}
