@@ -160,6 +160,13 @@ async fn stopped_mid_rotation() {
             (bed.gw.status_with_key(&old).await == 401).then_some(())
         })
         .await;
+        // Recreate deletes the old key, then gives the new one its alias back (aliases are unique): for a moment
+        // no key holds the alias. Wait for the end of the rotation before checking its outcome.
+        let alias = format!("{}.api", bed.ns);
+        wait_for("alias back on the new key", WAIT, || async {
+            (bed.gw.keys_with_alias(&alias).await.len() == 1).then_some(())
+        })
+        .await;
         let settled = assert_settled(&bed, &fake, "api").await;
         assert_eq!(settled, new);
         assert_eq!(bed.gw.status_with_key(&new).await, 200, "{strategy}");
