@@ -11,7 +11,10 @@ litellm_start_bg() {
   LITELLM_LOG=$(mktemp /tmp/routero-litellm-start.XXXXXX.log)
   # Serialised: CI warms the gateway up while it lints, then the test script asks again.
   # -o: the servers start.sh leaves running must not inherit the lock, or the next start waits for ever.
-  flock -o /var/tmp/routero-litellm-start.lock bash -c "$(declare -f litellm_recover drop_stale_pid); litellm_recover && \"\$1\"" \
+  # A failed start is recovered and retried once: on a restored machine without the Postgres package, start.sh
+  # installs it first and only then fails on the old data directory, which litellm_recover can start by then.
+  flock -o /var/tmp/routero-litellm-start.lock bash -c "$(declare -f litellm_recover drop_stale_pid)
+    litellm_recover; \"\$1\" || { echo '[routero] gateway start failed; recovering and retrying once'; litellm_recover; \"\$1\"; }" \
     _ "$TESTBED/litellm/start.sh" >"$LITELLM_LOG" 2>&1 &
   LITELLM_PID=$!
 }
@@ -24,7 +27,7 @@ litellm_start_bg() {
 litellm_recover() {
   local base=${BASE:-/var/tmp/routero-litellm} pgbin=/usr/lib/postgresql/15/bin port=${PGPORT:-5433} pid
   curl -sf -o /dev/null "http://127.0.0.1:${LPORT:-4000}/health/liveliness" || drop_stale_pid "$base/litellm.pid" litellm
-  [ -f "$base/pgdata/PG_VERSION" ] || return 0
+  [ -f "$base/pgdata/PG_VERSION" ] && [ -x "$pgbin/pg_ctl" ] || return 0
   psql -qAt -h 127.0.0.1 -p "$port" -U postgres -d postgres -c 'select 1' >/dev/null 2>&1 && return 0
   drop_stale_pid "$base/pgdata/postmaster.pid" postgres
   drop_stale_pid "$base/pgsock/.s.PGSQL.$port.lock" postgres
