@@ -180,7 +180,7 @@ async fn act(
     };
     let snapshot = async {
         tokio::select! {
-            () = snapshot::run(&ctx.keys, &ctx.gateway, ctx.settings.resync) => {},
+            () = snapshot::run(&ctx.keys, &ctx.gateway, ctx.settings.resync, || ctx.managed_keys()) => {},
             () = shutdown.clone() => {},
         }
     };

@@ -1,14 +1,16 @@
 //! What every reconcile shares: the Kubernetes client, the gateway client, the event recorder and the settings.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 use rand::Rng;
 
 use super::snapshot::KeySnapshot;
+use crate::crd::RouteroKey;
 use crate::gateway::Gateway;
 use crate::health::Readiness;
 use crate::metrics::Metrics;
@@ -31,6 +33,8 @@ pub struct Context {
     pub readiness: Arc<Readiness>,
     /// The operator's keys as last listed on the gateway, sparing steady-state resyncs their reads.
     pub keys: KeySnapshot,
+    /// The RouteroKey controller's cache, once it runs: how many keys the operator manages.
+    pub key_cache: OnceLock<Store<RouteroKey>>,
     recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -54,6 +58,7 @@ impl Context {
             metrics: Arc::default(),
             readiness: Arc::default(),
             keys: KeySnapshot::default(),
+            key_cache: OnceLock::new(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
         }
@@ -85,6 +90,11 @@ impl Context {
             .saturating_mul(1 << (n - 1).min(9))
             .min(MAX_BACKOFF);
         base.mul_f64(rand::rng().random_range(0.8..1.2))
+    }
+
+    /// How many RouteroKeys the operator manages (0 until the key controller runs).
+    pub fn managed_keys(&self) -> usize {
+        self.key_cache.get().map_or(0, |s| s.state().len())
     }
 
     pub fn regenerate_unsupported(&self) -> bool {

@@ -215,6 +215,8 @@ pub async fn run(
     .for_each(|r| log_result("RouteroTeam", r));
 
     let (key_cache, writer) = reflector::store::<RouteroKey>();
+    // Read by the key snapshot (how many keys the operator manages); set once per process.
+    let _ = ctx.key_cache.set(key_cache.clone());
     let (store, member_store) = (key_cache.clone(), key_cache.clone());
     let keys = Controller::for_stream(changes(&ctx, ns, acted_on, Some(writer)), key_cache.clone())
         .with_config(config())

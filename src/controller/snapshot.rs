@@ -122,15 +122,20 @@ impl KeySnapshot {
         *self.taken.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// Lists every live key on the gateway and keeps ours. On failure the old snapshot is dropped, so resyncs fall
-    /// back to live reads rather than trust rows that are getting older.
-    pub async fn refresh(&self, gateway: &Gateway) -> Result<usize, GatewayError> {
+    /// Lists every live key on the gateway and keeps ours, when that is cheaper than reading each of the `ours`
+    /// keys the operator manages (`Ok(false)` and no snapshot when it is not: a gateway shared with many keys made
+    /// elsewhere). On failure the old snapshot is dropped, so resyncs fall back to live reads rather than trust rows
+    /// that are getting older.
+    pub async fn refresh(&self, gateway: &Gateway, ours: usize) -> Result<bool, GatewayError> {
         let at = Instant::now();
-        match walk(gateway).await {
-            Ok(rows) => {
-                let listed = rows.len();
+        match walk(gateway, ours).await {
+            Ok(Some(rows)) => {
                 self.replace(at, rows);
-                Ok(listed)
+                Ok(true)
+            }
+            Ok(None) => {
+                self.clear();
+                Ok(false)
             }
             Err(e) => {
                 self.clear();
@@ -140,18 +145,33 @@ impl KeySnapshot {
     }
 }
 
-/// Every live key of ours (carrying an ownership marker), by hash, kept page by page in compact form.
-async fn walk(gateway: &Gateway) -> Result<HashMap<String, Listed>, GatewayError> {
+/// Listing every half interval costs two walks of `pages` per resync; reading each key costs `ours` reads.
+fn worth_listing(pages: u32, ours: usize) -> bool {
+    usize::try_from(pages)
+        .ok()
+        .and_then(|p| p.checked_mul(2))
+        .is_some_and(|calls| calls <= ours)
+}
+
+/// Every live key of ours (carrying an ownership marker), by hash, kept page by page in compact form; `None` when
+/// the first page shows the walk would cost more than reading the operator's `ours` keys one by one.
+async fn walk(
+    gateway: &Gateway,
+    ours: usize,
+) -> Result<Option<HashMap<String, Listed>>, GatewayError> {
     let mut rows = HashMap::new();
     for page in 1..=MAX_PAGES {
         let list = gateway.keys_page(page).await?;
+        if page == 1 && !worth_listing(list.total_pages.unwrap_or(1).max(1), ours) {
+            return Ok(None);
+        }
         let last = list.keys.len() < 100 || list.total_pages.is_some_and(|t| page >= t);
         rows.extend(keep(list.keys));
         if last {
             break;
         }
     }
-    Ok(rows)
+    Ok(Some(rows))
 }
 
 fn keep(rows: Vec<KeyRow>) -> impl Iterator<Item = (String, Listed)> {
@@ -164,17 +184,28 @@ fn keep(rows: Vec<KeyRow>) -> impl Iterator<Item = (String, Listed)> {
         .filter_map(|mut r| Some((r.token.take()?, Listed::of(r))))
 }
 
-/// Refreshes the snapshot every half resync interval until the future is dropped. The first one waits a full
-/// interval: right after start every object is reconciled with live reads anyway.
-pub async fn run(snapshot: &KeySnapshot, gateway: &Gateway, resync: Duration) {
+/// Refreshes the snapshot every half resync interval until the future is dropped; `ours` counts the RouteroKeys
+/// the operator manages. The first one waits a full interval: right after start every object is reconciled with
+/// live reads anyway.
+pub async fn run(
+    snapshot: &KeySnapshot,
+    gateway: &Gateway,
+    resync: Duration,
+    ours: impl Fn() -> usize,
+) {
     let period = resync / 2;
     let mut wait = resync;
     loop {
         tokio::time::sleep(wait).await;
         wait = period;
-        match snapshot.refresh(gateway).await {
-            Ok(listed) => {
-                tracing::debug!(listed, ours = snapshot.len(), "refreshed the key snapshot")
+        match snapshot.refresh(gateway, ours()).await {
+            Ok(true) => {
+                tracing::debug!(listed = snapshot.len(), "refreshed the key snapshot")
+            }
+            Ok(false) => {
+                tracing::debug!(
+                    "the gateway holds too many other keys to list; resyncs read each key"
+                )
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not list the gateway's keys; resyncs read each key instead")
@@ -204,6 +235,18 @@ mod tests {
             "models": ["smart/balanced"], "max_budget": 5.0,
         }))
         .expect("row")
+    }
+
+    #[test]
+    fn lists_only_when_cheaper_than_reading_each_key() {
+        // 1,000 keys of ours on a gateway of 1,000 keys: 10 pages, 20 calls per resync instead of 1,000.
+        assert!(worth_listing(10, 1000));
+        // 100 keys of ours among 100,000: 2,000 calls per resync instead of 100 reads.
+        assert!(!worth_listing(1000, 100));
+        assert!(worth_listing(1, 2));
+        assert!(!worth_listing(1, 1));
+        assert!(!worth_listing(1, 0));
+        assert!(!worth_listing(u32::MAX, 1000));
     }
 
     #[test]

@@ -412,12 +412,17 @@ async fn deleted_secret_revokes_and_reissues() {
 async fn drift_and_steady_state() {
     let fake = FakeGateway::start().await;
     let bed = Bed::new(GatewayTarget::fake(&fake), "key-drift", json!({})).await;
-    bed.create_key(
-        "api",
-        json!({"teamRef": {"name": "team"}, "models": [], "maxBudget": 5}),
-    )
-    .await;
-    bed.ready_key("api").await;
+    // Three keys: listing them (one page, twice per resync) is cheaper than three reads, so the operator lists.
+    for name in ["api", "b", "c"] {
+        bed.create_key(
+            name,
+            json!({"teamRef": {"name": "team"}, "models": [], "maxBudget": 5}),
+        )
+        .await;
+    }
+    for name in ["api", "b", "c"] {
+        bed.ready_key(name).await;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     fake.reset_counts();
     tokio::time::sleep(Duration::from_secs(5)).await; // two resyncs at 2 s
@@ -427,7 +432,7 @@ async fn drift_and_steady_state() {
         "steady state makes no gateway writes: {:?}",
         fake.counts()
     );
-    // Resyncs read the key from the operator's periodic listing, not one `/key/info` each.
+    // Resyncs read the keys from the operator's periodic listing, not one `/key/info` each.
     assert!(
         fake.count("GET /key/list") >= 2,
         "the operator lists its keys: {:?}",
@@ -467,6 +472,56 @@ async fn drift_and_steady_state() {
     assert_eq!(bed.gw.status_with_key(&newest).await, 200);
     bed.assert_single_key(&format!("{}.api", bed.ns), &newest)
         .await;
+    bed.stop().await;
+}
+
+/// On a gateway holding many keys made elsewhere, listing them all would cost more than reading the operator's own
+/// keys one by one: the operator stops after the first page and resyncs read each key, still correcting drift.
+#[tokio::test]
+async fn many_foreign_keys_mean_per_key_reads() {
+    let fake = FakeGateway::start().await;
+    let bed = Bed::new(GatewayTarget::fake(&fake), "key-foreign", json!({})).await;
+    // 300 keys made outside the operator: 4 pages, 8 calls per resync, against 1 read for the one key below.
+    for i in 0..300 {
+        let (status, _) = bed
+            .gw
+            .post(
+                "/key/generate",
+                json!({"key_alias": format!("{}-foreign-{i}", bed.ns)}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    bed.create_key(
+        "api",
+        json!({"teamRef": {"name": "team"}, "models": [], "maxBudget": 5}),
+    )
+    .await;
+    bed.ready_key("api").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fake.reset_counts();
+    tokio::time::sleep(Duration::from_secs(5)).await; // two resyncs at 2 s, four listing attempts
+    let counts = fake.counts();
+    assert_eq!(fake.writes(), 0, "{counts:?}");
+    assert!(
+        fake.count("GET /key/info") >= 2,
+        "resyncs read the key: {counts:?}"
+    );
+    // About five listing attempts (one per second from the operator's start); walking all 4 pages would be 20.
+    assert!(
+        fake.count("GET /key/list") <= 8,
+        "only a first page per attempt, never a walk of every key: {counts:?}"
+    );
+
+    // Drift is still corrected, by the live reads.
+    let value = bed.secret_value("api", "apiKey").await.expect("key");
+    fake.edit_key(&sha256_hex(&value), |row| {
+        row.insert("max_budget".into(), json!(1000.0));
+    });
+    wait_for("budget restored", WAIT, || async {
+        (fake.key_by_hash(&sha256_hex(&value))?["max_budget"].as_f64() == Some(5.0)).then_some(())
+    })
+    .await;
     bed.stop().await;
 }
 
