@@ -22,7 +22,7 @@ use super::rotation;
 use super::secret::{self, Intent, IntentKind};
 use super::snapshot;
 use super::status::{Outcome, apply_status};
-use crate::crd::common::{cross_namespace, is_ready};
+use crate::crd::common::{cross_namespace, is_ready, ready_because};
 use crate::crd::key::RotationStrategy;
 use crate::crd::{DeletionPolicy, RouteroKey, RouteroKeyStatus, RouteroMember, RouteroTeam};
 use crate::error::{Error, Result};
@@ -193,56 +193,36 @@ impl<'a> Keys<'a> {
                 .await;
         }
         let now = jiff::Timestamp::now();
-        let quiet = self
+        let hash = value.hash();
+        // A listed row that shows nothing to do spares the read; anything else is read live before acting.
+        let listed = self
             .ctx
             .keys
-            .row(&value.hash(), snapshot::max_age(self.ctx.settings.resync))
-            .filter(|row| self.quiet(secret, &value, row, now));
-        let info = match quiet {
+            .row(&hash, snapshot::max_age(self.ctx.settings.resync))
+            .filter(|row| self.quiet(secret, &hash, row, now));
+        let info = match listed {
             Some(row) => Some(row),
-            None => self.ctx.gateway.key_info(&value.hash()).await?,
+            None => self.ctx.gateway.key_info(&hash).await?,
         };
         let info = match info {
             Some(info) if info.usable() => info,
-            Some(_) => {
-                self.ctx
-                    .event(
-                        self.key,
-                        true,
+            lost => {
+                let (reason, why, what) = match lost {
+                    Some(_) => (
                         "KeyUnusable",
-                        format!(
-                            "key {} is blocked or expired on the gateway; replacing it",
-                            value.id()
-                        ),
-                    )
-                    .await;
-                return self
-                    .issue(
-                        &scope,
-                        Some(secret),
+                        "is blocked or expired on the gateway; replacing it",
                         "re-issued after it was blocked or expired",
-                    )
-                    .await;
-            }
-            None => {
-                self.ctx
-                    .event(
-                        self.key,
-                        true,
+                    ),
+                    None => (
                         "KeyMissing",
-                        format!(
-                            "key {} was deleted on the gateway; issuing a new one",
-                            value.id()
-                        ),
-                    )
-                    .await;
-                return self
-                    .issue(
-                        &scope,
-                        Some(secret),
+                        "was deleted on the gateway; issuing a new one",
                         "re-issued after it was deleted on the gateway",
-                    )
+                    ),
+                };
+                self.ctx
+                    .event(self.key, true, reason, format!("key {} {why}", value.id()))
                     .await;
+                return self.issue(&scope, Some(secret), what).await;
             }
         };
         if let Claim::Conflict(message) = self.owner.claim(
@@ -297,7 +277,7 @@ impl<'a> Keys<'a> {
         }
 
         // Drift: correct managed fields on the gateway, then the Secret's own fields.
-        if let Some((update, changed)) = self.key_update(&value.hash(), &alias, &info)
+        if let Some((update, changed)) = self.key_update(&hash, &alias, &info)
             && self.ctx.gateway.key_update(&update, &self.actor).await?
         {
             self.ctx
@@ -480,7 +460,7 @@ impl<'a> Keys<'a> {
 
     /// True when `row` (from the key snapshot) leaves nothing to do: the key is ours, usable and unexpired, matches
     /// the spec, no rotation or retirement is due. Only then may a resync skip its live `/key/info` read.
-    fn quiet(&self, secret: &Secret, value: &KeyValue, row: &KeyRow, now: jiff::Timestamp) -> bool {
+    fn quiet(&self, secret: &Secret, hash: &str, row: &KeyRow, now: jiff::Timestamp) -> bool {
         row.usable()
             && row
                 .expires
@@ -490,7 +470,7 @@ impl<'a> Keys<'a> {
             && self.owner.owns(row.metadata.as_ref())
             && !secret.annotations().contains_key(secret::RETIRING_KEY)
             && self.plan(secret, row).due(now).is_none()
-            && self.key_update(&value.hash(), &self.alias, row).is_none()
+            && self.key_update(hash, &self.alias, row).is_none()
     }
 
     /// Managed fields that differ on the gateway, as a `/key/update` body (by hash).
@@ -1041,11 +1021,10 @@ impl<'a> Keys<'a> {
     }
 
     fn is_reported(&self, reason: &str) -> bool {
-        self.key.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.reason == reason)
-        })
+        self.key
+            .status
+            .as_ref()
+            .is_some_and(|s| ready_because(&s.conditions, reason))
     }
 
     async fn report(&self, outcome: Outcome, secret: Option<&Secret>, info: Option<&KeyRow>) {

@@ -9,7 +9,7 @@ use super::context::Context;
 use super::key_value::KeyValue;
 use super::ownership::{Claim, Owner};
 use super::status::{Outcome, apply_status};
-use crate::crd::common::{cross_namespace, is_ready};
+use crate::crd::common::{cross_namespace, is_ready, ready_because};
 use crate::crd::member::TeamRole;
 use crate::crd::{DeletionPolicy, RouteroMember, RouteroMemberStatus, RouteroTeam};
 use crate::error::{Error, Result};
@@ -114,12 +114,8 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     let wanted = match desired_memberships(member, ctx, &ns).await? {
         Ok(w) => w,
         Err(outcome) => {
-            if outcome.reason == "Forbidden" && !is_reported(member, "Forbidden") {
-                ctx.event(member, true, "Forbidden", outcome.message.clone())
-                    .await;
-            }
-            report(&api, member, ctx, None, None, outcome).await;
-            return Ok(Action::requeue(ctx.resync_after()));
+            let announce = outcome.reason == "Forbidden";
+            return Ok(refuse(&api, member, ctx, outcome, announce).await);
         }
     };
 
@@ -148,17 +144,8 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
                     ..
                 }) => {
                     let message = format!("gateway user '{user_id}' cannot be created: {message}");
-                    ctx.event(member, true, "Conflict", message.clone()).await;
-                    report(
-                        &api,
-                        member,
-                        ctx,
-                        None,
-                        None,
-                        Outcome::blocked("Conflict", message),
-                    )
-                    .await;
-                    return Ok(Action::requeue(ctx.resync_after()));
+                    let outcome = Outcome::blocked("Conflict", message);
+                    return Ok(refuse(&api, member, ctx, outcome, true).await);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -189,19 +176,8 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
                 &format!("gateway user '{user_id}'"),
             ) {
                 Claim::Conflict(message) => {
-                    if !is_reported(member, "Conflict") {
-                        ctx.event(member, true, "Conflict", message.clone()).await;
-                    }
-                    report(
-                        &api,
-                        member,
-                        ctx,
-                        None,
-                        None,
-                        Outcome::blocked("Conflict", message),
-                    )
-                    .await;
-                    return Ok(Action::requeue(ctx.resync_after()));
+                    let outcome = Outcome::blocked("Conflict", message);
+                    return Ok(refuse(&api, member, ctx, outcome, true).await);
                 }
                 _ => {
                     if let Some((req, changed)) = user_update(member, &owner, &user) {
@@ -375,11 +351,27 @@ async fn cleanup(member: &RouteroMember, ctx: &Context) -> Result<Action> {
 }
 
 fn is_reported(member: &RouteroMember, reason: &str) -> bool {
-    member.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.reason == reason)
-    })
+    member
+        .status
+        .as_ref()
+        .is_some_and(|s| ready_because(&s.conditions, reason))
+}
+
+/// Reports a member that cannot be applied now (`Ready=False`), with a warning Event when `announce` and the reason
+/// is new, so a refusal repeated at every resync is announced once; it is tried again at the next resync.
+async fn refuse(
+    api: &Api<RouteroMember>,
+    member: &RouteroMember,
+    ctx: &Context,
+    outcome: Outcome,
+    announce: bool,
+) -> Action {
+    if announce && !is_reported(member, &outcome.reason) {
+        ctx.event(member, true, &outcome.reason, outcome.message.clone())
+            .await;
+    }
+    report(api, member, ctx, None, None, outcome).await;
+    Action::requeue(ctx.resync_after())
 }
 
 /// `status.userId` is set only once the user is ours, so a later metadata wipe is restored, not a conflict.

@@ -105,13 +105,9 @@ impl KeySnapshot {
     }
 
     /// How many keys the current snapshot holds (for logs and tests).
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         let taken = self.taken.read().unwrap_or_else(|p| p.into_inner());
         taken.as_ref().map_or(0, |t| t.rows.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn replace(&self, at: Instant, rows: HashMap<String, Listed>) {

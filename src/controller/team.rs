@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::context::Context;
 use super::ownership::{Claim, Owner};
 use super::status::{Outcome, apply_status};
+use crate::crd::common::ready_because;
 use crate::crd::{DeletionPolicy, RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
 use crate::error::{Error, Result};
 use crate::gateway::GatewayError;
@@ -209,11 +210,9 @@ fn manages(team: &RouteroTeam, team_id: &str) -> bool {
 }
 
 fn is_reported(team: &RouteroTeam, reason: &str) -> bool {
-    team.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.reason == reason)
-    })
+    team.status
+        .as_ref()
+        .is_some_and(|s| ready_because(&s.conditions, reason))
 }
 
 fn spec_metadata(spec: &RouteroTeamSpec) -> Metadata {

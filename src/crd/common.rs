@@ -82,6 +82,11 @@ pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Con
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// True when the `Ready` condition already gives `reason` (its Event went out when it was first set).
+pub fn ready_because(conditions: &[Condition], reason: &str) -> bool {
+    condition(conditions, "Ready").is_some_and(|c| c.reason == reason)
+}
+
 /// True when `Ready=True` was computed for the current generation.
 pub fn is_ready(conditions: &[Condition], generation: Option<i64>) -> bool {
     condition(conditions, "Ready").is_some_and(|c| {
