@@ -11,7 +11,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
@@ -29,33 +28,20 @@ use crate::error::{Error, Result};
 use crate::gateway::GatewayError;
 use crate::gateway::types::{KeyGenerate, KeyRegenerate, KeyRow, KeyUpdate, Metadata};
 
-pub const FINALIZER: &str = "routero.ai/finalizer";
-
 pub async fn reconcile(key: Arc<RouteroKey>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = key
-        .namespace()
-        .ok_or_else(|| Error::Invalid("RouteroKey has no namespace".into()))?;
-    let api: Api<RouteroKey> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, key.clone(), |event| async {
-        match event {
-            Finalizer::Apply(key) => Keys::new(&key, &ctx)?.apply().await,
-            Finalizer::Cleanup(key) => Keys::new(&key, &ctx)?.cleanup().await,
-        }
-    })
+    let ctx: &Context = &ctx;
+    super::finalized(
+        key.clone(),
+        ctx,
+        |k| async move { Keys::new(&k, ctx)?.apply().await },
+        |k| async move { Keys::new(&k, ctx)?.cleanup().await },
+        |outcome| async move {
+            if let Ok(k) = Keys::new(&key, ctx) {
+                k.report(outcome, None, None).await;
+            }
+        },
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if let Err(e) = &result {
-        if e.is_finalizer_race() {
-            return Ok(Action::requeue(std::time::Duration::from_millis(500)));
-        }
-        if let Ok(k) = Keys::new(&key, &ctx) {
-            k.report(Outcome::failed(e.reason(), e.to_string()), None, None)
-                .await;
-        }
-        ctx.event(key.as_ref(), true, e.reason(), e.to_string())
-            .await;
-    }
-    result
 }
 
 /// What the key needs from its team and member before any gateway call.

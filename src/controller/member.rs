@@ -2,7 +2,6 @@
 use std::sync::Arc;
 
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
@@ -16,38 +15,18 @@ use crate::error::{Error, Result};
 use crate::gateway::GatewayError;
 use crate::gateway::types::{Metadata, TeamMember, UserNew, UserRow, UserUpdate};
 
-pub const FINALIZER: &str = "routero.ai/finalizer";
-
 pub async fn reconcile(member: Arc<RouteroMember>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = member
-        .namespace()
-        .ok_or_else(|| Error::Invalid("RouteroMember has no namespace".into()))?;
-    let api: Api<RouteroMember> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, member.clone(), |event| async {
-        match event {
-            Finalizer::Apply(m) => apply(&m, &ctx).await,
-            Finalizer::Cleanup(m) => cleanup(&m, &ctx).await,
-        }
-    })
+    let api: Api<RouteroMember> =
+        Api::namespaced(ctx.client.clone(), &member.namespace().unwrap_or_default());
+    let ctx: &Context = &ctx;
+    super::finalized(
+        member.clone(),
+        ctx,
+        |m| async move { apply(&m, ctx).await },
+        |m| async move { cleanup(&m, ctx).await },
+        |outcome| async move { report(&api, &member, ctx, None, None, outcome).await },
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if let Err(e) = &result {
-        if e.is_finalizer_race() {
-            return Ok(Action::requeue(std::time::Duration::from_millis(500)));
-        }
-        report(
-            &api,
-            &member,
-            &ctx,
-            None,
-            None,
-            Outcome::failed(e.reason(), e.to_string()),
-        )
-        .await;
-        ctx.event(member.as_ref(), true, e.reason(), e.to_string())
-            .await;
-    }
-    result
 }
 
 /// A desired membership, resolved to its gateway team id.

@@ -20,6 +20,7 @@ use std::hash::{Hash, Hasher};
 
 use futures::StreamExt;
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 
@@ -29,6 +30,55 @@ use kube::runtime::reflector::ObjectRef;
 use crate::crd::{RouteroKey, RouteroMember, RouteroTeam};
 use crate::error::{Error, Result};
 pub use context::{Context, Settings};
+
+/// The finalizer every kind carries while its gateway object may exist.
+pub const FINALIZER: &str = "routero.ai/finalizer";
+
+/// One reconcile under the finalizer (the single top-level action, DESIGN §3): `apply` while the object lives,
+/// `cleanup` once it is being deleted. A lost race on the finalizer patch requeues quietly; any other failure is
+/// written to status by `failed` and published as a warning Event, then returned for the error policy's backoff.
+async fn finalized<K, A, C, F>(
+    obj: Arc<K>,
+    ctx: &Context,
+    apply: impl FnOnce(Arc<K>) -> A,
+    cleanup: impl FnOnce(Arc<K>) -> C,
+    failed: impl FnOnce(status::Outcome) -> F,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    A: Future<Output = Result<Action>>,
+    C: Future<Output = Result<Action>>,
+    F: Future<Output = ()>,
+{
+    let ns = obj
+        .namespace()
+        .ok_or_else(|| Error::Invalid(format!("{} has no namespace", K::kind(&()))))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
+        match event {
+            Finalizer::Apply(o) => apply(o).await,
+            Finalizer::Cleanup(o) => cleanup(o).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(e) = &result {
+        if e.is_finalizer_race() {
+            return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+        }
+        failed(status::Outcome::failed(e.reason(), e.to_string())).await;
+        ctx.event(obj.as_ref(), true, e.reason(), e.to_string())
+            .await;
+    }
+    result
+}
 
 /// Counts the failure and backs off per object: 1 s doubling to 5 min.
 fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action

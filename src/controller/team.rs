@@ -2,7 +2,6 @@
 use std::sync::Arc;
 
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 use serde_json::Value;
 
@@ -11,41 +10,22 @@ use super::ownership::{Claim, Owner};
 use super::status::{Outcome, apply_status};
 use crate::crd::common::ready_because;
 use crate::crd::{DeletionPolicy, RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gateway::GatewayError;
 use crate::gateway::types::{Metadata, TeamRow, TeamWrite};
 
-pub const FINALIZER: &str = "routero.ai/finalizer";
-
 pub async fn reconcile(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = team
-        .namespace()
-        .ok_or_else(|| Error::Invalid("RouteroTeam has no namespace".into()))?;
-    let api: Api<RouteroTeam> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, team.clone(), |event| async {
-        match event {
-            Finalizer::Apply(team) => apply(&team, &ctx).await,
-            Finalizer::Cleanup(team) => cleanup(&team, &ctx).await,
-        }
-    })
+    let api: Api<RouteroTeam> =
+        Api::namespaced(ctx.client.clone(), &team.namespace().unwrap_or_default());
+    let ctx: &Context = &ctx;
+    super::finalized(
+        team.clone(),
+        ctx,
+        |t| async move { apply(&t, ctx).await },
+        |t| async move { cleanup(&t, ctx).await },
+        |outcome| async move { report(&api, &team, ctx, None, outcome).await },
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if let Err(e) = &result {
-        if e.is_finalizer_race() {
-            return Ok(Action::requeue(std::time::Duration::from_millis(500)));
-        }
-        report(
-            &api,
-            &team,
-            &ctx,
-            None,
-            Outcome::failed(e.reason(), e.to_string()),
-        )
-        .await;
-        ctx.event(team.as_ref(), true, e.reason(), e.to_string())
-            .await;
-    }
-    result
 }
 
 /// Observe, diff, act. `Ok` carries the outcome to report; `Err` is a failed reconcile that is retried with backoff.
