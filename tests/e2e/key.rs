@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use crate::support::fake_gateway::FakeGateway;
 use crate::support::gateway_reader::{GatewayReader, sha256_hex};
-use crate::support::testbed::{self, GatewayTarget, Operator, OperatorOptions, wait_for};
+use crate::support::testbed::{
+    self, GatewayTarget, Operator, OperatorOptions, wait_for, wait_ready_of, wait_reason_of,
+};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -91,30 +93,11 @@ impl Bed {
     }
 
     pub async fn ready_key(&self, name: &str) -> RouteroKey {
-        wait_for(&format!("key {name} Ready"), WAIT, || async {
-            let k = self.keys.get(name).await.ok()?;
-            is_ready(&k.status.as_ref()?.conditions, k.metadata.generation).then_some(k)
-        })
-        .await
+        wait_ready_of(&self.keys, name).await
     }
 
     pub async fn key_reason(&self, name: &str, reason: &str) -> RouteroKey {
-        wait_for(
-            &format!("key {name} Ready=False {reason}"),
-            WAIT,
-            || async {
-                let k = self.keys.get(name).await.ok()?;
-                let c = k
-                    .status
-                    .as_ref()?
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == "Ready")?
-                    .clone();
-                (c.status == "False" && c.reason == reason).then_some(k)
-            },
-        )
-        .await
+        wait_reason_of(&self.keys, name, reason).await
     }
 
     /// The key value in a Secret's field.

@@ -4,13 +4,16 @@ use std::time::Duration;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use routero_operator::crd::RouteroMember;
-use routero_operator::crd::common::is_ready;
 use serde_json::{Value, json};
 
 use crate::key::Bed;
 use crate::support::fake_gateway::FakeGateway;
 use crate::support::gateway_reader::{GatewayReader, sha256_hex};
-use crate::support::testbed::{self, GatewayTarget, Operator, OperatorOptions, wait_for};
+use crate::support::testbed::{
+    self, Conditioned, GatewayTarget, Operator, OperatorOptions, wait_for, wait_ready_of,
+    wait_reason_of,
+};
+use routero_operator::crd::common::condition;
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -27,30 +30,11 @@ pub async fn create_member(api: &Api<RouteroMember>, name: &str, spec: Value) {
 }
 
 pub async fn ready_member(api: &Api<RouteroMember>, name: &str) -> RouteroMember {
-    wait_for(&format!("member {name} Ready"), WAIT, || async {
-        let m = api.get(name).await.ok()?;
-        is_ready(&m.status.as_ref()?.conditions, m.metadata.generation).then_some(m)
-    })
-    .await
+    wait_ready_of(api, name).await
 }
 
 pub async fn member_reason(api: &Api<RouteroMember>, name: &str, reason: &str) -> RouteroMember {
-    wait_for(
-        &format!("member {name} Ready=False {reason}"),
-        WAIT,
-        || async {
-            let m = api.get(name).await.ok()?;
-            let c = m
-                .status
-                .as_ref()?
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Ready")?
-                .clone();
-            (c.status == "False" && c.reason == reason).then_some(m)
-        },
-    )
-    .await
+    wait_reason_of(api, name, reason).await
 }
 
 /// The team's members on the gateway, read from the team side (user rows lag): user_id → role.
@@ -292,18 +276,10 @@ async fn tenant_isolation() {
     let key_reason_b = |name: &'static str, reason: &'static str| {
         let keys_b = keys_b.clone();
         async move {
-            wait_for(&format!("{name} {reason}"), WAIT, || async {
-                let k = keys_b.get(name).await.ok()?;
-                let c = k
-                    .status
-                    .as_ref()?
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == "Ready")?
-                    .clone();
-                (c.status == "False" && c.reason == reason).then_some(c.message)
-            })
-            .await
+            let k = wait_reason_of(&keys_b, name, reason).await;
+            condition(k.conditions(), "Ready")
+                .map(|c| c.message.clone())
+                .unwrap_or_default()
         }
     };
 

@@ -3,13 +3,14 @@ use std::time::Duration;
 
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use routero_operator::crd::common::is_ready;
 use routero_operator::crd::{DeletionPolicy, RouteroTeam};
 use serde_json::{Value, json};
 
 use crate::support::fake_gateway::{FakeGateway, Fault, FaultKind};
 use crate::support::gateway_reader::GatewayReader;
-use crate::support::testbed::{self, GatewayTarget, Operator, OperatorOptions, wait_for};
+use crate::support::testbed::{
+    self, GatewayTarget, Operator, OperatorOptions, wait_for, wait_ready_of, wait_reason_of,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -29,26 +30,11 @@ fn example_teams(suffix: &str) -> Vec<RouteroTeam> {
 }
 
 pub async fn wait_ready(api: &Api<RouteroTeam>, name: &str) -> RouteroTeam {
-    wait_for(&format!("team {name} Ready"), WAIT, || async {
-        let t = api.get(name).await.ok()?;
-        is_ready(&t.status.as_ref()?.conditions, t.metadata.generation).then_some(t)
-    })
-    .await
+    wait_ready_of(api, name).await
 }
 
 pub async fn wait_reason(api: &Api<RouteroTeam>, name: &str, reason: &str) -> RouteroTeam {
-    wait_for(&format!("team {name} reason {reason}"), WAIT, || async {
-        let t = api.get(name).await.ok()?;
-        let ready = t
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")?
-            .clone();
-        (ready.reason == reason && ready.status == "False").then_some(t)
-    })
-    .await
+    wait_reason_of(api, name, reason).await
 }
 
 async fn wait_gone(api: &Api<RouteroTeam>, name: &str) {

@@ -10,6 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, CustomResourceExt};
+use routero_operator::crd::common::{Condition, condition, is_ready};
 use routero_operator::crd::{RouteroKey, RouteroMember, RouteroTeam};
 use routero_operator::gateway::{AdminKey, GatewayConfig};
 use routero_operator::operator::{self, OperatorConfig};
@@ -117,6 +118,62 @@ pub fn suffix() -> String {
     let n: u32 = rand::rng().random();
     format!("{n:08x}")
 }
+
+/// The three kinds, as far as waiting on their `Ready` condition goes.
+pub trait Conditioned:
+    kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned
+{
+    fn conditions(&self) -> &[Condition];
+}
+
+impl Conditioned for RouteroTeam {
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
+impl Conditioned for RouteroKey {
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
+impl Conditioned for RouteroMember {
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
+/// Waits until `name` is `Ready=True` for its current generation, and returns it.
+pub async fn wait_ready_of<K: Conditioned>(api: &Api<K>, name: &str) -> K {
+    wait_for(
+        &format!("{} {name} Ready", K::kind(&())),
+        READY_WAIT,
+        || async {
+            let obj = api.get(name).await.ok()?;
+            is_ready(obj.conditions(), obj.meta().generation).then_some(obj)
+        },
+    )
+    .await
+}
+
+/// Waits until `name` is `Ready=False` with `reason`, and returns it.
+pub async fn wait_reason_of<K: Conditioned>(api: &Api<K>, name: &str, reason: &str) -> K {
+    wait_for(
+        &format!("{} {name} Ready=False {reason}", K::kind(&())),
+        READY_WAIT,
+        || async {
+            let obj = api.get(name).await.ok()?;
+            condition(obj.conditions(), "Ready")
+                .is_some_and(|c| c.status == "False" && c.reason == reason)
+                .then_some(obj)
+        },
+    )
+    .await
+}
+
+/// How long the helpers above wait for the operator.
+const READY_WAIT: Duration = Duration::from_secs(40);
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
