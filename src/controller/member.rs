@@ -10,7 +10,7 @@ use super::ownership::{Claim, Owner};
 use super::status::{Outcome, apply_status};
 use crate::crd::common::{cross_namespace, is_ready, ready_because};
 use crate::crd::member::TeamRole;
-use crate::crd::{DeletionPolicy, RouteroMember, RouteroMemberStatus, RouteroTeam};
+use crate::crd::{RouteroMember, RouteroMemberStatus, RouteroTeam};
 use crate::error::{Error, Result};
 use crate::gateway::GatewayError;
 use crate::gateway::types::{Metadata, TeamMember, UserNew, UserRow, UserUpdate};
@@ -301,32 +301,17 @@ fn user_update(
 /// revoke their keys and remove their Secrets. `Orphan` leaves the user.
 async fn cleanup(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     let user_id = member.user_id();
-    if member.spec.deletion_policy == DeletionPolicy::Orphan {
-        ctx.event(
-            member,
-            false,
-            "Orphaned",
-            format!("left gateway user '{user_id}' in place (deletionPolicy: Orphan)"),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
-    let owner = Owner::of(member)?;
-    match ctx.gateway.user_info(&user_id).await? {
-        Some(user) if owner.owns(user.metadata.as_ref()) => {
-            ctx.gateway.user_delete(&user_id, &owner.actor()).await?;
-            ctx.event(
-                member,
-                false,
-                "Deleted",
-                format!("deleted gateway user '{user_id}', their memberships and their keys"),
-            )
-            .await;
-        }
-        Some(_) => tracing::info!(user_id, "gateway user is not ours; leaving it"),
-        None => {}
-    }
-    Ok(Action::await_change())
+    let id = user_id.as_str();
+    super::release(
+        member,
+        ctx,
+        member.spec.deletion_policy,
+        &format!("gateway user '{id}'"),
+        ", their memberships and their keys",
+        async { Ok(ctx.gateway.user_info(id).await?.map(|row| row.metadata)) },
+        |actor| async move { ctx.gateway.user_delete(id, &actor).await },
+    )
+    .await
 }
 
 fn is_reported(member: &RouteroMember, reason: &str) -> bool {

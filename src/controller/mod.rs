@@ -29,6 +29,8 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::{RouteroKey, RouteroMember, RouteroTeam};
 use crate::error::{Error, Result};
+use crate::gateway::GatewayError;
+use crate::gateway::types::Metadata;
 pub use context::{Context, Settings};
 
 /// The finalizer every kind carries while its gateway object may exist.
@@ -78,6 +80,40 @@ where
             .await;
     }
     result
+}
+
+/// A deleted team or member under its `deletionPolicy`: `Orphan` leaves the gateway object `what` in place; `Delete`
+/// reads it and deletes it (as the resource's actor) only when it carries the resource's ownership markers (gone
+/// already: done; someone else's: left alone). `consequence` completes the Event (" and its keys").
+async fn release<K, D>(
+    obj: &K,
+    ctx: &Context,
+    policy: crate::crd::DeletionPolicy,
+    what: &str,
+    consequence: &str,
+    read: impl Future<Output = std::result::Result<Option<Option<Metadata>>, GatewayError>>,
+    delete: impl FnOnce(String) -> D,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>,
+    D: Future<Output = std::result::Result<bool, GatewayError>>,
+{
+    if policy == crate::crd::DeletionPolicy::Orphan {
+        let note = format!("left {what} in place (deletionPolicy: Orphan)");
+        ctx.event(obj, false, "Orphaned", note).await;
+        return Ok(Action::await_change());
+    }
+    let owner = ownership::Owner::of(obj)?;
+    match read.await? {
+        Some(metadata) if owner.owns(metadata.as_ref()) => {
+            delete(owner.actor()).await?;
+            let note = format!("deleted {what}{consequence}");
+            ctx.event(obj, false, "Deleted", note).await;
+        }
+        Some(_) => tracing::info!(object = what, "not managed by this resource; leaving it"),
+        None => {}
+    }
+    Ok(Action::await_change())
 }
 
 /// Counts the failure and backs off per object: 1 s doubling to 5 min.

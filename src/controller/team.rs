@@ -9,7 +9,7 @@ use super::context::Context;
 use super::ownership::{Claim, Owner};
 use super::status::{Outcome, apply_status};
 use crate::crd::common::ready_because;
-use crate::crd::{DeletionPolicy, RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
+use crate::crd::{RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
 use crate::error::Result;
 use crate::gateway::GatewayError;
 use crate::gateway::types::{Metadata, TeamRow, TeamWrite};
@@ -120,32 +120,17 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
 /// Deletion: `Delete` removes the gateway team if it is ours (404 = done); `Orphan` and foreign teams are left alone.
 async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
     let team_id = team.team_id();
-    if team.spec.deletion_policy == DeletionPolicy::Orphan {
-        ctx.event(
-            team,
-            false,
-            "Orphaned",
-            format!("left gateway team '{team_id}' in place (deletionPolicy: Orphan)"),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
-    let owner = Owner::of(team)?;
-    match ctx.gateway.team_info(&team_id).await? {
-        Some(current) if owner.owns(current.metadata.as_ref()) => {
-            ctx.gateway.team_delete(&team_id, &owner.actor()).await?;
-            ctx.event(
-                team,
-                false,
-                "Deleted",
-                format!("deleted gateway team '{team_id}' and its keys"),
-            )
-            .await;
-        }
-        Some(_) => tracing::info!(team_id, "gateway team is not ours; leaving it"),
-        None => {}
-    }
-    Ok(Action::await_change())
+    let id = team_id.as_str();
+    super::release(
+        team,
+        ctx,
+        team.spec.deletion_policy,
+        &format!("gateway team '{id}'"),
+        " and its keys",
+        async { Ok(ctx.gateway.team_info(id).await?.map(|row| row.metadata)) },
+        |actor| async move { ctx.gateway.team_delete(id, &actor).await },
+    )
+    .await
 }
 
 /// Writes the status; a failure is logged because the next reconcile writes it again.
