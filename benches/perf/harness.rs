@@ -215,6 +215,29 @@ pub fn fleet(teams: usize, keys: usize) -> (Vec<RouteroTeam>, Vec<RouteroKey>) {
     (t, k)
 }
 
+/// Creates the [`fleet`] of `teams` and `keys` in `ns` (teams first), with `concurrency` requests in flight.
+pub async fn create_fleet(
+    client: &Client,
+    ns: &str,
+    teams: usize,
+    keys: usize,
+    concurrency: usize,
+) -> Duration {
+    let (team_objs, key_objs) = fleet(teams, keys);
+    create_all(
+        &Api::<RouteroTeam>::namespaced(client.clone(), ns),
+        team_objs,
+        concurrency,
+    )
+    .await
+        + create_all(
+            &Api::<RouteroKey>::namespaced(client.clone(), ns),
+            key_objs,
+            concurrency,
+        )
+        .await
+}
+
 /// Creates the objects with `concurrency` requests in flight.
 pub async fn create_all<K>(api: &Api<K>, objects: Vec<K>, concurrency: usize) -> Duration
 where

@@ -2,11 +2,8 @@
 //! gateway rate limit sets. Also the setup of P3.
 use std::time::{Duration, Instant};
 
-use kube::Api;
-use routero_operator::crd::{RouteroKey, RouteroTeam};
-
 use crate::harness::{
-    Table, Tracker, create_all, env_or, fleet, gateway_writes, print_warnings, secs, target, total,
+    Table, Tracker, create_fleet, env_or, gateway_writes, print_warnings, secs, target, total,
 };
 use crate::support::fake_gateway::FakeGateway;
 use crate::support::testbed::{self, Operator, OperatorOptions};
@@ -40,19 +37,7 @@ impl Fleet {
         let fake = FakeGateway::start().await;
         let ns = testbed::namespace(&client, prefix).await;
         let tracker = Tracker::start(&client, &ns).await;
-        let (team_objs, key_objs) = fleet(teams, keys);
-        let created_in = create_all(
-            &Api::<RouteroTeam>::namespaced(client.clone(), &ns),
-            team_objs,
-            CREATE_CONCURRENCY,
-        )
-        .await
-            + create_all(
-                &Api::<RouteroKey>::namespaced(client.clone(), &ns),
-                key_objs,
-                CREATE_CONCURRENCY,
-            )
-            .await;
+        let created_in = create_fleet(&client, &ns, teams, keys, CREATE_CONCURRENCY).await;
         eprintln!(
             "created {teams} teams and {keys} keys in {}; starting the operator",
             secs(created_in)

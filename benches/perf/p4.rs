@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
 use kube::api::PostParams;
-use routero_operator::crd::{RouteroKey, RouteroTeam};
 use serde_json::json;
 
 use futures::StreamExt;
 
 use crate::harness::{
-    Table, Tracker, create_all, create_one, env_or, fleet, mib, operator_binary, secs, total,
+    Table, Tracker, create_fleet, create_one, env_or, mib, operator_binary, secs, total,
 };
 use crate::p2::CREATE_CONCURRENCY;
 use crate::process::OperatorProcess;
@@ -95,20 +94,8 @@ pub async fn run() {
     let (idle_rss, _) = op.rss();
     eprintln!("operator idle (no keys yet): RSS {}", mib(idle_rss));
 
-    let (team_objs, key_objs) = fleet(teams, keys);
     let started = Instant::now();
-    let created_in = create_all(
-        &Api::<RouteroTeam>::namespaced(client.clone(), &ns),
-        team_objs,
-        CREATE_CONCURRENCY,
-    )
-    .await
-        + create_all(
-            &Api::<RouteroKey>::namespaced(client.clone(), &ns),
-            key_objs,
-            CREATE_CONCURRENCY,
-        )
-        .await;
+    let created_in = create_fleet(&client, &ns, teams, keys, CREATE_CONCURRENCY).await;
     eprintln!(
         "created {teams} teams and {keys} keys in {}",
         secs(created_in)
