@@ -1203,6 +1203,30 @@ struct State {
     archived: HashMap<String, Vec<usize>>,
 }
 
+/// An update's plain fields, as LiteLLM's team and key update handlers copy them: absent fields are kept, `null` is
+/// ignored for the fields in `null_kept` and stored for the others; a `budget_duration` also restarts the window.
+fn apply_update(
+    row: &mut Row,
+    body: &Row,
+    fields: &[&str],
+    null_kept: &[&str],
+    reset: Option<i64>,
+) {
+    for &field in fields {
+        match body.get(field) {
+            None => {}
+            Some(Value::Null) if null_kept.contains(&field) => {}
+            Some(v) => {
+                row.insert(field.into(), v.clone());
+            }
+        }
+    }
+    if let Some(d) = body.get("budget_duration") {
+        row.insert("budget_duration".into(), d.clone());
+        row.insert("budget_reset_at".into(), ts_or_null(reset));
+    }
+}
+
 fn check_budget(body: &Row, field: &str) -> Result<(), Out> {
     match f64_of(body, field) {
         Some(b) if !(b.is_finite() && b >= 0.0) => Err(envelope(
@@ -1940,29 +1964,23 @@ impl State {
                 Value::Null,
             ));
         };
-        for field in [
-            "team_alias",
-            "models",
-            "max_budget",
-            "soft_budget",
-            "tpm_limit",
-            "rpm_limit",
-            "max_parallel_requests",
-            "metadata",
-            "blocked",
-        ] {
-            match body.get(field) {
-                None => {}
-                Some(Value::Null) if matches!(field, "models" | "metadata" | "blocked") => {}
-                Some(v) => {
-                    team.row.insert(field.into(), v.clone());
-                }
-            }
-        }
-        if let Some(d) = body.get("budget_duration") {
-            team.row.insert("budget_duration".into(), d.clone());
-            team.row.insert("budget_reset_at".into(), ts_or_null(reset));
-        }
+        apply_update(
+            &mut team.row,
+            &body,
+            &[
+                "team_alias",
+                "models",
+                "max_budget",
+                "soft_budget",
+                "tpm_limit",
+                "rpm_limit",
+                "max_parallel_requests",
+                "metadata",
+                "blocked",
+            ],
+            &["models", "metadata", "blocked"],
+            reset,
+        );
         team.row.insert("updated_at".into(), json!(fmt_ts(now)));
         let row = Value::Object(team.row.clone());
         Ok((200, json!({"team_id": team_id, "data": row})))
@@ -2443,37 +2461,31 @@ impl State {
                 json!("key"),
             ));
         };
-        for field in [
-            "key_alias",
-            "team_id",
-            "user_id",
-            "models",
-            "max_budget",
-            "soft_budget",
-            "tpm_limit",
-            "rpm_limit",
-            "max_parallel_requests",
-            "metadata",
-            "blocked",
-            "allowed_routes",
-        ] {
-            match body.get(field) {
-                None => {}
-                Some(Value::Null) if matches!(field, "models" | "metadata" | "allowed_routes") => {}
-                Some(v) => {
-                    key.row.insert(field.into(), v.clone());
-                }
-            }
-        }
+        apply_update(
+            &mut key.row,
+            body,
+            &[
+                "key_alias",
+                "team_id",
+                "user_id",
+                "models",
+                "max_budget",
+                "soft_budget",
+                "tpm_limit",
+                "rpm_limit",
+                "max_parallel_requests",
+                "metadata",
+                "blocked",
+                "allowed_routes",
+            ],
+            &["models", "metadata", "allowed_routes"],
+            reset,
+        );
         if let Some(kt) = str_of(body, "key_type") {
             key.row.insert("key_type".into(), json!(kt));
             if !present(body, "allowed_routes") {
                 key.row.insert("allowed_routes".into(), allowed_routes(kt));
             }
-        }
-        if let Some(d) = body.get("budget_duration") {
-            key.row.insert("budget_duration".into(), d.clone());
-            key.row.insert("budget_reset_at".into(), ts_or_null(reset));
         }
         if let Some(e) = expires {
             key.row.insert("expires".into(), ts_or_null(e));
