@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::context::Context;
 use super::duration;
 use super::key_value::{KeyValue, short_id};
-use super::ownership::{Claim, Owner};
+use super::ownership::{Claim, Owner, budget_update, metadata_update};
 use super::rotation;
 use super::secret::{self, Intent, IntentKind};
 use super::snapshot;
@@ -484,9 +484,7 @@ impl<'a> Keys<'a> {
             req.models = Some(spec.models.clone());
             changed.push("models");
         }
-        if let Some(b) = spec.max_budget
-            && !info.max_budget.is_some_and(|h| (h - b).abs() < 1e-9)
-        {
+        if let Some(b) = budget_update(spec.max_budget, info.max_budget) {
             req.max_budget = Some(b);
             changed.push("maxBudget");
         }
@@ -494,11 +492,7 @@ impl<'a> Keys<'a> {
             req.budget_duration = spec.budget_duration.clone();
             changed.push("budgetDuration");
         }
-        let existing = info.metadata.clone().unwrap_or_default();
-        let wanted = self.metadata();
-        if wanted.iter().any(|(k, v)| existing.get(k) != Some(v)) {
-            let mut merged = existing;
-            merged.extend(wanted);
+        if let Some(merged) = metadata_update(info.metadata.as_ref(), self.metadata()) {
             req.metadata = Some(merged);
             changed.push("metadata");
         }

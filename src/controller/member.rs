@@ -6,7 +6,7 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::key_value::KeyValue;
-use super::ownership::{Claim, Owner};
+use super::ownership::{Claim, Owner, budget_update, metadata_update};
 use super::status::{Outcome, apply_status};
 use crate::crd::common::{cross_namespace, is_ready, ready_because};
 use crate::crd::member::TeamRole;
@@ -279,17 +279,11 @@ fn user_update(
         req.user_email = Some(spec.email.clone());
         changed.push("email");
     }
-    if let Some(b) = spec.max_budget
-        && !user.max_budget.is_some_and(|h| (h - b).abs() < 1e-9)
-    {
+    if let Some(b) = budget_update(spec.max_budget, user.max_budget) {
         req.max_budget = Some(b);
         changed.push("maxBudget");
     }
-    let existing = user.metadata.clone().unwrap_or_default();
-    let wanted = owner.stamp(Metadata::new());
-    if wanted.iter().any(|(k, v)| existing.get(k) != Some(v)) {
-        let mut merged = existing;
-        merged.extend(wanted);
+    if let Some(merged) = metadata_update(user.metadata.as_ref(), owner.stamp(Metadata::new())) {
         req.metadata = Some(merged);
         changed.push("metadata");
     }

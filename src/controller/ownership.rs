@@ -75,6 +75,25 @@ impl Owner {
     }
 }
 
+/// The metadata to send when `existing` lacks or differs in any of `wanted`'s entries; `None` when nothing is
+/// missing. The gateway replaces metadata wholesale, so it is what is there plus what we manage.
+pub fn metadata_update(existing: Option<&Metadata>, wanted: Metadata) -> Option<Metadata> {
+    let existing = existing.cloned().unwrap_or_default();
+    wanted
+        .iter()
+        .any(|(k, v)| existing.get(k) != Some(v))
+        .then(|| {
+            let mut merged = existing;
+            merged.extend(wanted);
+            merged
+        })
+}
+
+/// The budget to send when the spec sets one the gateway does not hold (compared as money, not bit patterns).
+pub fn budget_update(wanted: Option<f64>, held: Option<f64>) -> Option<f64> {
+    wanted.filter(|w| !held.is_some_and(|h| (h - w).abs() < 1e-9))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +103,24 @@ mod tests {
             id: "RouteroTeam/ns-a/finance".into(),
             uid: "u1".into(),
         }
+    }
+
+    #[test]
+    fn metadata_and_budget_updates_only_when_something_differs() {
+        let wanted = owner().stamp(Metadata::new());
+        let mut held = wanted.clone();
+        held.insert("cost-center".into(), Value::String("42".into()));
+        assert_eq!(metadata_update(Some(&held), wanted.clone()), None);
+        // A wiped marker is put back, and what others added is kept (the gateway replaces metadata wholesale).
+        let mut wiped = held.clone();
+        wiped.remove(OWNER_KEY);
+        assert_eq!(metadata_update(Some(&wiped), wanted.clone()), Some(held));
+        assert_eq!(metadata_update(None, wanted.clone()), Some(wanted));
+
+        assert_eq!(budget_update(Some(500.0), Some(500.0 + 1e-12)), None);
+        assert_eq!(budget_update(Some(500.0), Some(600.0)), Some(500.0));
+        assert_eq!(budget_update(Some(500.0), None), Some(500.0));
+        assert_eq!(budget_update(None, Some(600.0)), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use kube::{Api, ResourceExt};
 use serde_json::Value;
 
 use super::context::Context;
-use super::ownership::{Claim, Owner};
+use super::ownership::{Claim, Owner, budget_update, metadata_update};
 use super::status::{Outcome, apply_status};
 use crate::crd::common::ready_because;
 use crate::crd::{RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
@@ -227,11 +227,7 @@ pub fn update_request(
         req.models = Some(models.clone());
         changed.push("models");
     }
-    if let Some(budget) = spec.max_budget
-        && !current
-            .max_budget
-            .is_some_and(|b| (b - budget).abs() < 1e-9)
-    {
+    if let Some(budget) = budget_update(spec.max_budget, current.max_budget) {
         req.max_budget = Some(budget);
         changed.push("maxBudget");
     }
@@ -249,12 +245,9 @@ pub fn update_request(
         req.rpm_limit = spec.rpm_limit;
         changed.push("rpmLimit");
     }
-    let existing = current.metadata.clone().unwrap_or_default();
-    let wanted = owner.stamp(spec_metadata(spec));
-    if wanted.iter().any(|(k, v)| existing.get(k) != Some(v)) {
-        // The gateway replaces metadata wholesale: send what is there plus what we manage.
-        let mut merged = existing;
-        merged.extend(wanted);
+    if let Some(merged) =
+        metadata_update(current.metadata.as_ref(), owner.stamp(spec_metadata(spec)))
+    {
         req.metadata = Some(merged);
         changed.push("metadata");
     }

@@ -1227,6 +1227,11 @@ fn apply_update(
     }
 }
 
+/// The team membership endpoints' answer for an unknown team.
+fn no_team(team_id: &str) -> Out {
+    bare(400, &format!("Team id={team_id} does not exist in db"))
+}
+
 fn check_budget(body: &Row, field: &str) -> Result<(), Out> {
     match f64_of(body, field) {
         Some(b) if !(b.is_finite() && b >= 0.0) => Err(envelope(
@@ -2150,12 +2155,7 @@ impl State {
         )?;
         require_user_ref(&body)?;
         let team_id = str_of(&body, "team_id").unwrap_or_default().to_owned();
-        let Some(team) = self.teams.get(&team_id) else {
-            return Err(bare(
-                400,
-                &format!("Team id={team_id} does not exist in db"),
-            ));
-        };
+        let team = self.teams.get(&team_id).ok_or_else(|| no_team(&team_id))?;
         let Some(uid) = self.member_in(team, &body) else {
             return Err(bare(400, "User not found in team"));
         };
@@ -2188,12 +2188,7 @@ impl State {
         )?;
         require_user_ref(&body)?;
         let team_id = str_of(&body, "team_id").unwrap_or_default().to_owned();
-        let Some(team) = self.teams.get(&team_id) else {
-            return Err(bare(
-                400,
-                &format!("Team id={team_id} does not exist in db"),
-            ));
-        };
+        let team = self.teams.get(&team_id).ok_or_else(|| no_team(&team_id))?;
         let Some(uid) = self.member_in(team, &body) else {
             let who = str_of(&body, "user_id")
                 .or_else(|| str_of(&body, "user_email"))
@@ -2208,12 +2203,10 @@ impl State {
             return Err((400, json!({"detail": PREMIUM_TEAM_ADMIN})));
         }
         let budget = f64_of(&body, "max_budget_in_team");
-        let Some(team) = self.teams.get_mut(&team_id) else {
-            return Err(bare(
-                400,
-                &format!("Team id={team_id} does not exist in db"),
-            ));
-        };
+        let team = self
+            .teams
+            .get_mut(&team_id)
+            .ok_or_else(|| no_team(&team_id))?;
         if let Some(role) = &role
             && let Some(Value::Array(ms)) = team.row.get_mut("members_with_roles")
         {
