@@ -92,6 +92,11 @@ impl Context {
         base.mul_f64(rand::rng().random_range(0.8..1.2))
     }
 
+    /// The admin namespaces are trusted (DESIGN §4): adoption and admin roles are honoured there.
+    pub fn is_admin_namespace(&self, ns: &str) -> bool {
+        self.settings.admin_namespaces.iter().any(|a| a == ns)
+    }
+
     /// How many RouteroKeys the operator manages (0 until the key controller runs).
     pub fn managed_keys(&self) -> usize {
         self.key_cache.get().map_or(0, |s| s.state().len())

@@ -16,7 +16,8 @@ use kube::{Api, Resource, ResourceExt};
 use super::context::Context;
 use super::duration;
 use super::key_value::{KeyValue, short_id};
-use super::ownership::{Claim, Owner, budget_update, metadata_update};
+use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update};
+use super::provenance;
 use super::rotation;
 use super::secret::{self, Intent, IntentKind};
 use super::snapshot;
@@ -44,10 +45,23 @@ pub async fn reconcile(key: Arc<RouteroKey>, ctx: Arc<Context>) -> Result<Action
     .await
 }
 
-/// What the key needs from its team and member before any gateway call.
+/// What the key is issued into: its RouteroTeam and gateway team id, and for a per-person key its RouteroMember and
+/// gateway user id. The ids come from those resources' specs, never their status (which a tenant may write), and the
+/// gateway objects must carry those very resources' owner markers before a key is issued into them.
 struct Scope {
+    team: String,
     team_id: String,
-    user_id: Option<String>,
+    member: Option<(String, String)>,
+}
+
+/// Whose a key named by a hash (read from a Secret, which a tenant may write) is, as the gateway says.
+enum Holder {
+    /// Ours: our owner marker, or no marker and a provenance proof in our status.
+    Ours,
+    /// Not on the gateway (or deleted).
+    Gone,
+    /// Someone else's, or nobody's: never deleted or regenerated from here.
+    Foreign,
 }
 
 /// Why the key cannot be issued now (reported as `Ready=False`), or the scope it is issued in.
@@ -67,6 +81,8 @@ struct Keys<'a> {
     alias: String,
     secrets: Api<Secret>,
     ns: String,
+    /// Operator state found in a Secret that named a key this resource does not own, and was dropped.
+    tampered: std::sync::Mutex<Option<String>>,
 }
 
 impl<'a> Keys<'a> {
@@ -81,6 +97,7 @@ impl<'a> Keys<'a> {
             key,
             ctx,
             ns,
+            tampered: std::sync::Mutex::default(),
         })
     }
 
@@ -150,6 +167,7 @@ impl<'a> Keys<'a> {
                     .await?
                 {
                     Resolved::Done(done) => workload = Some(done.0),
+                    Resolved::Dropped => {}
                     Resolved::Blocked(outcome) => {
                         self.report(outcome, workload.as_ref(), None).await;
                         return Ok(Action::requeue(self.ctx.resync_after()));
@@ -211,9 +229,13 @@ impl<'a> Keys<'a> {
                 return self.issue(&scope, Some(secret), what).await;
             }
         };
-        if let Claim::Conflict(message) = self.owner.claim(
+        let standing = Standing {
+            proven: self.proven(&hash).await?,
+            ..Standing::default()
+        };
+        if let Claim::Conflict(message) | Claim::Forbidden(message) = self.owner.claim(
             info.metadata.as_ref(),
-            false,
+            standing,
             &format!("gateway key {}", value.id()),
         ) {
             self.report(
@@ -234,18 +256,31 @@ impl<'a> Keys<'a> {
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                 .is_none_or(|t| t <= now);
             if due {
-                self.ctx.gateway.key_delete(&old, &self.actor).await?;
-                self.ctx
-                    .event(
-                        self.key,
-                        false,
-                        "Retired",
-                        format!(
-                            "deleted the previous key {} after the grace period",
-                            short_id(&old)
-                        ),
-                    )
-                    .await;
+                match self.holder(&old).await? {
+                    Holder::Ours => {
+                        self.ctx.gateway.key_delete(&old, &self.actor).await?;
+                        self.ctx
+                            .event(
+                                self.key,
+                                false,
+                                "Retired",
+                                format!(
+                                    "deleted the previous key {} after the grace period",
+                                    short_id(&old)
+                                ),
+                            )
+                            .await;
+                    }
+                    Holder::Gone => {}
+                    Holder::Foreign => {
+                        self.untrusted(&format!(
+                            "annotation {} on Secret '{}'",
+                            secret::RETIRING_KEY,
+                            secret.name_any()
+                        ))
+                        .await
+                    }
+                }
                 let mut state = secret::operator_state(&secret);
                 state.remove(secret::RETIRING_KEY);
                 state.remove(secret::RETIRE_AFTER);
@@ -312,19 +347,19 @@ impl<'a> Keys<'a> {
         let spec = &self.key.spec;
         let refs = std::iter::once(("RouteroTeam", &spec.team_ref))
             .chain(spec.member_ref.iter().map(|m| ("RouteroMember", m)));
-        for (kind, r) in refs {
-            if let Some(message) = cross_namespace(kind, &r.name, r.namespace.as_deref(), &self.ns)
-            {
-                if !self.is_reported("Forbidden") {
-                    self.ctx
-                        .event(self.key, true, "Forbidden", message.clone())
-                        .await;
-                }
-                return Ok(Dependencies::Blocked(Outcome::blocked(
-                    "Forbidden",
-                    message,
-                )));
+        let refusals = refs
+            .filter_map(|(kind, r)| cross_namespace(kind, &r.name, r.namespace.as_deref(), &self.ns))
+            .chain(alias_refusal(&self.alias, &self.ns));
+        if let Some(message) = refusals.into_iter().next() {
+            if !self.is_reported("Forbidden") {
+                self.ctx
+                    .event(self.key, true, "Forbidden", message.clone())
+                    .await;
             }
+            return Ok(Dependencies::Blocked(Outcome::blocked(
+                "Forbidden",
+                message,
+            )));
         }
         let team_name = &self.key.spec.team_ref.name;
         let teams: Api<RouteroTeam> = Api::namespaced(self.ctx.client.clone(), &self.ns);
@@ -346,11 +381,10 @@ impl<'a> Keys<'a> {
             }
             Some(t) => t,
         };
+        // The team's readiness is a hint to wait; its id comes from its spec, and the gateway team's marker is checked
+        // before anything is issued into it (`verify`).
         let status = team.status.clone().unwrap_or_default();
-        let (true, Some(team_id)) = (
-            is_ready(&status.conditions, team.metadata.generation),
-            status.team_id,
-        ) else {
+        if !is_ready(&status.conditions, team.metadata.generation) {
             let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
             let why = ready
                 .map(|c| format!(" ({}: {})", c.reason, c.message))
@@ -367,7 +401,8 @@ impl<'a> Keys<'a> {
                 "TeamNotReady",
                 message,
             )));
-        };
+        }
+        let team_id = team.team_id();
         if let Some(allowed) = team.spec.models.as_ref().filter(|m| !m.is_empty()) {
             let refused: Vec<&String> = self
                 .key
@@ -385,7 +420,7 @@ impl<'a> Keys<'a> {
                 )));
             }
         }
-        let user_id = match &self.key.spec.member_ref {
+        let member = match &self.key.spec.member_ref {
             None => None,
             Some(m) => {
                 let members: Api<RouteroMember> =
@@ -417,11 +452,91 @@ impl<'a> Keys<'a> {
                             format!("RouteroMember '{}' is not Ready", m.name),
                         )));
                     }
-                    Some(p) => Some(p.user_id()),
+                    Some(p) => Some((m.name.clone(), p.user_id())),
                 }
             }
         };
-        Ok(Dependencies::Ready(Scope { team_id, user_id }))
+        Ok(Dependencies::Ready(Scope {
+            team: team_name.clone(),
+            team_id,
+            member,
+        }))
+    }
+
+    /// Before a key is issued into the scope: the gateway team, and the user of a per-person key, must carry the owner
+    /// markers of exactly this key's RouteroTeam and RouteroMember. `None` when they do; else why not.
+    async fn verify(&self, scope: &Scope) -> Result<Option<Outcome>> {
+        let gw = &self.ctx.gateway;
+        let team = gw.team_info(&scope.team_id).await?;
+        match team {
+            None => {
+                return Ok(Some(Outcome::blocked(
+                    "TeamNotReady",
+                    format!("RouteroTeam '{}' has no gateway team yet", scope.team),
+                )));
+            }
+            Some(t) if !self.owner.names(t.metadata.as_ref(), "RouteroTeam", &scope.team) => {
+                return Ok(Some(Outcome::blocked(
+                    "Forbidden",
+                    format!(
+                        "gateway team '{}' is not managed by RouteroTeam '{}'; no key is issued into it",
+                        scope.team_id, scope.team
+                    ),
+                )));
+            }
+            Some(_) => {}
+        }
+        if let Some((member, user_id)) = &scope.member {
+            match gw.user_info(user_id).await? {
+                None => {
+                    return Ok(Some(Outcome::blocked(
+                        "MemberNotReady",
+                        format!("RouteroMember '{member}' has no gateway user yet"),
+                    )));
+                }
+                Some(u) if !self.owner.names(u.metadata.as_ref(), "RouteroMember", member) => {
+                    return Ok(Some(Outcome::blocked(
+                        "Forbidden",
+                        format!(
+                            "gateway user '{user_id}' is not managed by RouteroMember '{member}'; no key is issued for it"
+                        ),
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// True when this resource's status holds the provenance proof for the key `hash`.
+    async fn proven(&self, hash: &str) -> Result<bool> {
+        let proofs = self.key.status.as_ref().map_or(&[][..], |s| &s.provenance);
+        provenance::proven(self.ctx, &self.owner, "key", hash, proofs).await
+    }
+
+    /// Whose the key `hash` is, read live from the gateway: checked before any hash found in a Secret is deleted or
+    /// regenerated.
+    async fn holder(&self, hash: &str) -> Result<Holder> {
+        Ok(match self.ctx.gateway.key_info(hash).await? {
+            None => Holder::Gone,
+            Some(row) if self.owner.owns(row.metadata.as_ref(), self.proven(hash).await?) => {
+                Holder::Ours
+            }
+            Some(_) => Holder::Foreign,
+        })
+    }
+
+    /// Operator state in a Secret named a key this resource does not own: it is dropped and nothing is touched;
+    /// a Warning Event says so, and the `Tampered` condition until the key is next issued or rotated.
+    async fn untrusted(&self, what: &str) {
+        let message = format!(
+            "{what} named a gateway key this RouteroKey does not own; the state was dropped and the key left alone"
+        );
+        tracing::warn!(key = self.owner.id, "{message}");
+        self.ctx
+            .event(self.key, true, "UntrustedState", message.clone())
+            .await;
+        *self.tampered.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
     }
 
     fn metadata(&self) -> Metadata {
@@ -434,7 +549,7 @@ impl<'a> Keys<'a> {
             key: value.secret(),
             key_alias: alias.to_owned(),
             team_id: scope.team_id.clone(),
-            user_id: scope.user_id.clone(),
+            user_id: scope.member.as_ref().map(|(_, user_id)| user_id.clone()),
             models: spec.models.clone(),
             max_budget: spec.max_budget,
             budget_duration: spec.budget_duration.clone(),
@@ -453,7 +568,7 @@ impl<'a> Keys<'a> {
                 .as_deref()
                 .and_then(parse_time)
                 .is_none_or(|t| t > now)
-            && self.owner.owns(row.metadata.as_ref())
+            && self.owner.owns(row.metadata.as_ref(), false)
             && !secret.annotations().contains_key(secret::RETIRING_KEY)
             && self.plan(secret, row).due(now).is_none()
             && self.key_update(hash, &self.alias, row).is_none()
@@ -546,7 +661,10 @@ impl<'a> Keys<'a> {
             if Some(token) == keep {
                 continue;
             }
-            if self.owner.owns(row.metadata.as_ref()) {
+            if self
+                .owner
+                .owns(row.metadata.as_ref(), self.proven(token).await?)
+            {
                 self.ctx.gateway.key_delete(token, &self.actor).await?;
                 self.ctx
                     .event(
@@ -560,14 +678,14 @@ impl<'a> Keys<'a> {
                     )
                     .await;
             } else {
-                let by = row
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.get(super::ownership::OWNER_KEY))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("no resource (created outside the operator)");
+                // Messages never name another tenant's resource: "elsewhere" is enough.
+                let by = if super::ownership::owner_namespace(row.metadata.as_ref()).is_some() {
+                    "a key managed elsewhere"
+                } else {
+                    "a key no resource manages (made outside the operator)"
+                };
                 return Ok(Some(format!(
-                    "key alias '{alias}' is already used on the gateway by a key managed by {by}"
+                    "key alias '{alias}' is already used on the gateway by {by}"
                 )));
             }
         }
@@ -698,6 +816,8 @@ impl<'a> Keys<'a> {
                 self.report(outcome, workload, None).await;
                 Ok(Action::requeue(self.ctx.resync_after()))
             }
+            // Not for a fresh intent (nothing of it was read from a Secret); start over if it ever happens.
+            Resolved::Dropped => Ok(Action::requeue(Duration::from_secs(1))),
         }
     }
 
@@ -720,12 +840,32 @@ impl<'a> Keys<'a> {
             gw.key_info(&hash).await?
         };
         if confirmed.is_none() {
+            // Never registered: the team and user it is for must prove, on the gateway, that they are ours.
+            if let Some(outcome) = self.verify(scope).await? {
+                self.delete_secret(&secret::pending_name(self.key)).await?;
+                return Ok(Resolved::Blocked(outcome));
+            }
+            // A resumed intent's `replaces` was read from the pending Secret, which a tenant may write: the key it
+            // names is regenerated (or retired after a Recreate) only when it is ours. A fresh intent's is the key
+            // this pass just read and found ours.
+            let mut old_live = fresh && intent.replaces.is_some();
+            if let (false, Some(old)) = (fresh, &intent.replaces) {
+                match self.holder(old).await? {
+                    Holder::Ours => old_live = true,
+                    Holder::Gone => {}
+                    Holder::Foreign => {
+                        self.untrusted(&format!(
+                            "annotation {} on Secret '{}'",
+                            secret::REPLACES,
+                            secret::pending_name(self.key)
+                        ))
+                        .await;
+                        self.delete_secret(&secret::pending_name(self.key)).await?;
+                        return Ok(Resolved::Dropped);
+                    }
+                }
+            }
             if intent.kind == IntentKind::Regenerate {
-                let old_live = match &intent.replaces {
-                    Some(_) if fresh => true,
-                    Some(old) => gw.key_info(old).await?.is_some(),
-                    None => false,
-                };
                 if !old_live {
                     // Nothing left to regenerate: the new value becomes a fresh key.
                     intent.kind = IntentKind::Issue;
@@ -893,9 +1033,10 @@ impl<'a> Keys<'a> {
 
     /// Revokes every gateway key this resource may hold (the delivered one, a pending one, a retiring one, and any
     /// of ours under its aliases; the aliases are looked up when `by_alias` or a Secret is still there), then removes
-    /// its Secrets. Returns how many keys were revoked and whether the workload Secret was removed.
+    /// its Secrets. A hash read from a Secret is revoked only when the gateway shows the key is ours. Returns how many
+    /// keys were revoked and whether the workload Secret was removed.
     async fn revoke_everything(&self, by_alias: bool) -> Result<(usize, bool)> {
-        let mut hashes = Vec::new();
+        let mut from_secrets = Vec::new();
         let workload = self
             .secrets
             .get_opt(&self.key.secret_name())
@@ -907,20 +1048,39 @@ impl<'a> Keys<'a> {
             .await?
             .filter(|s| secret::is_ours(s, self.key));
         if let Some(s) = &workload {
-            hashes.extend(secret::key_in(s, &self.key.spec.secret.key_field).map(|v| v.hash()));
-            hashes.extend(s.annotations().get(secret::RETIRING_KEY).cloned());
+            from_secrets
+                .extend(secret::key_in(s, &self.key.spec.secret.key_field).map(|v| v.hash()));
+            from_secrets.extend(s.annotations().get(secret::RETIRING_KEY).cloned());
         }
         if let Some(p) = &pending {
-            hashes.extend(secret::read_pending(p).map(|i| i.next.hash()));
+            from_secrets.extend(secret::read_pending(p).map(|i| i.next.hash()));
         }
+        let mut hashes = Vec::new();
         let look_up = by_alias || workload.is_some() || pending.is_some();
         for alias in [self.alias.clone(), self.next_alias()]
             .into_iter()
             .filter(|_| look_up)
         {
             for row in self.ctx.gateway.keys_by_alias(&alias).await? {
-                if self.owner.owns(row.metadata.as_ref()) {
-                    hashes.extend(row.token);
+                let Some(token) = row.token else { continue };
+                if self
+                    .owner
+                    .owns(row.metadata.as_ref(), self.proven(&token).await?)
+                {
+                    hashes.push(token);
+                }
+            }
+        }
+        from_secrets.sort();
+        from_secrets.dedup();
+        from_secrets.retain(|h| !hashes.contains(h));
+        for h in from_secrets {
+            match self.holder(&h).await? {
+                Holder::Ours => hashes.push(h),
+                Holder::Gone => {}
+                Holder::Foreign => {
+                    self.untrusted(&format!("Secret '{}'", self.key.secret_name()))
+                        .await
                 }
             }
         }
@@ -951,12 +1111,12 @@ impl<'a> Keys<'a> {
                 .await?
                 .filter(|s| secret::is_ours(s, self.key))
             {
-                // A pending value is not delivered to anyone: revoke it rather than leave it unknown.
+                // A pending value is not delivered to anyone: revoke it rather than leave it unknown (if it is ours).
                 if let Some(intent) = secret::read_pending(&p) {
-                    self.ctx
-                        .gateway
-                        .key_delete(&intent.next.hash(), &self.actor)
-                        .await?;
+                    let hash = intent.next.hash();
+                    if let Holder::Ours = self.holder(&hash).await? {
+                        self.ctx.gateway.key_delete(&hash, &self.actor).await?;
+                    }
                 }
                 self.delete_secret(&p.name_any()).await?;
             }
@@ -1031,8 +1191,41 @@ impl<'a> Keys<'a> {
         }
         let delivered =
             secret.and_then(|s| secret::key_in(s, &key.spec.secret.key_field).map(|v| (s, v)));
+        let mut conditions = outcome.conditions(&previous.conditions, key.metadata.generation);
+        let new_key = delivered.as_ref().map(|(_, v)| v.id()) != previous.key_id;
+        let tampered = self
+            .tampered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match tampered {
+            Some(message) => conditions.push(super::status::notice(
+                &previous.conditions,
+                TAMPERED,
+                "UntrustedState",
+                &message,
+                key.metadata.generation,
+            )),
+            // Shown until a new key replaces the one whose Secret was tampered with.
+            None if !new_key => conditions.extend(
+                previous
+                    .conditions
+                    .iter()
+                    .filter(|c| c.type_ == TAMPERED)
+                    .cloned(),
+            ),
+            None => {}
+        }
+        // A proof is recorded for the delivered key whenever the gateway shows it with our marker.
+        let mut proofs = previous.provenance.clone();
+        if let Some((_, value)) = &delivered
+            && info.is_some_and(|i| self.owner.owns(i.metadata.as_ref(), false))
+            && let Ok(p) = provenance::proof(self.ctx, &self.owner, "key", &value.hash()).await
+        {
+            proofs = provenance::remember(&proofs, p);
+        }
         let status = RouteroKeyStatus {
-            conditions: outcome.conditions(&previous.conditions, key.metadata.generation),
+            conditions,
             observed_generation: key.metadata.generation,
             alias: Some(self.alias.clone()),
             key_id: delivered
@@ -1056,6 +1249,7 @@ impl<'a> Keys<'a> {
                 (Some(s), Some(i)) => self.plan(s, i).next().map(|t| t.to_string()),
                 _ => previous.next_rotation,
             },
+            provenance: proofs,
         };
         if let Err(e) = apply_status(&api, key, key.status.as_ref(), &status).await {
             tracing::warn!(key = self.owner.id, error = %e, "could not write status");
@@ -1067,7 +1261,24 @@ enum Resolved {
     /// The key is confirmed on the gateway (as the row describes it) and in this workload Secret.
     Done(Box<(Secret, KeyRow)>),
     Blocked(Outcome),
+    /// The pending intent was untrustworthy and was dropped without a gateway call.
+    Dropped,
 }
+
+/// The alias-squatting rule: a dotted alias must begin with this namespace and a dot, because `<namespace>.<name>`
+/// is every namespace's default and no tenant may take another's. Plain aliases (`ds-prod`) stay open to all.
+fn alias_refusal(alias: &str, ns: &str) -> Option<String> {
+    let prefix = format!("{ns}.");
+    (alias.contains('.') && !alias.starts_with(&prefix)).then(|| {
+        format!(
+            "key alias '{alias}' is refused: an alias with a dot must begin with this namespace ('{prefix}'), so \
+             that no namespace can take another's aliases"
+        )
+    })
+}
+
+/// The condition shown after operator state in a Secret was found naming a key this resource does not own.
+pub const TAMPERED: &str = "Tampered";
 
 /// Gateway timestamps come as `…Z` or `…+00:00`.
 fn parse_time(s: &str) -> Option<jiff::Timestamp> {

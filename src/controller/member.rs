@@ -6,14 +6,15 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::key_value::KeyValue;
-use super::ownership::{Claim, Owner, budget_update, metadata_update};
+use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update, owner_namespace};
+use super::provenance;
 use super::status::{Outcome, apply_status};
 use crate::crd::common::{cross_namespace, is_ready, ready_because};
 use crate::crd::member::TeamRole;
 use crate::crd::{RouteroMember, RouteroMemberStatus, RouteroTeam};
 use crate::error::{Error, Result};
 use crate::gateway::GatewayError;
-use crate::gateway::types::{Metadata, TeamMember, UserNew, UserRow, UserUpdate};
+use crate::gateway::types::{Metadata, TeamMember, TeamRow, UserNew, UserRow, UserUpdate};
 
 pub async fn reconcile(member: Arc<RouteroMember>, ctx: Arc<Context>) -> Result<Action> {
     let api: Api<RouteroMember> =
@@ -29,25 +30,29 @@ pub async fn reconcile(member: Arc<RouteroMember>, ctx: Arc<Context>) -> Result<
     .await
 }
 
-/// A desired membership, resolved to its gateway team id.
+/// A desired membership: the RouteroTeam, its gateway team id (from its spec) and the gateway team.
 struct Membership {
+    name: String,
     team_id: String,
     role: TeamRole,
+    team: TeamRow,
 }
 
-/// Checks tenancy and dependencies before any gateway call, so a refused member is never half-applied.
+/// Checks tenancy and dependencies before any gateway write, so a refused member is never half-applied. A team's id
+/// comes from its spec, never its status (which a tenant may write), and the gateway team must carry that very
+/// RouteroTeam's owner marker before the person joins it.
 async fn desired_memberships(
     member: &RouteroMember,
+    owner: &Owner,
     ctx: &Context,
     ns: &str,
 ) -> Result<Result<Vec<Membership>, Outcome>> {
-    if member.spec.role.is_admin() && !ctx.settings.admin_namespaces.iter().any(|a| a == ns) {
+    if member.spec.role.is_admin() && !ctx.is_admin_namespace(ns) {
         return Ok(Err(Outcome::blocked(
             "Forbidden",
             format!(
-                "role {} is honoured only in the operator's admin namespaces ({}); namespace '{ns}' is not one of them",
+                "role {} is honoured only in the operator's admin namespaces; namespace '{ns}' is not one of them",
                 member.spec.role.as_str(),
-                ctx.settings.admin_namespaces.join(", ")
             ),
         )));
     }
@@ -60,27 +65,91 @@ async fn desired_memberships(
     let mut out = Vec::new();
     for t in &member.spec.teams {
         let team = teams.get_opt(&t.name).await?;
-        let ready = team.as_ref().and_then(|team| {
-            let status = team.status.as_ref()?;
-            is_ready(&status.conditions, team.metadata.generation)
-                .then(|| status.team_id.clone())
-                .flatten()
-        });
-        match ready {
-            Some(team_id) => out.push(Membership {
-                team_id,
-                role: t.role,
-            }),
+        // Status readiness is only a hint to wait; the gateway team's marker is what decides.
+        let Some(team) = team.filter(|team| {
+            team.status
+                .as_ref()
+                .is_some_and(|s| is_ready(&s.conditions, team.metadata.generation))
+        }) else {
+            return Ok(Err(Outcome::blocked(
+                "TeamNotReady",
+                format!("RouteroTeam '{}' does not exist or is not Ready", t.name),
+            )));
+        };
+        let team_id = team.team_id();
+        match ctx.gateway.team_info(&team_id).await? {
+            Some(row) if owner.names(row.metadata.as_ref(), "RouteroTeam", &t.name) => {
+                out.push(Membership {
+                    name: t.name.clone(),
+                    team_id,
+                    role: t.role,
+                    team: row,
+                })
+            }
+            Some(_) => {
+                return Ok(Err(Outcome::blocked(
+                    "Forbidden",
+                    format!(
+                        "gateway team '{team_id}' is not managed by RouteroTeam '{}', so nobody joins it from here",
+                        t.name
+                    ),
+                )));
+            }
             None => {
                 return Ok(Err(Outcome::blocked(
                     "TeamNotReady",
-                    format!("RouteroTeam '{}' does not exist or is not Ready", t.name),
+                    format!("RouteroTeam '{}' has no gateway team yet", t.name),
                 )));
             }
         }
     }
     Ok(Ok(out))
 }
+
+/// Why a tenant resource may not touch this existing gateway user, whoever's marker it carries: an admin's user is
+/// managed only from the admin namespaces, and the gateway's own admin identities are never managed at all.
+async fn protected_user(
+    ctx: &Context,
+    ns: &str,
+    user: &UserRow,
+) -> std::result::Result<Option<String>, GatewayError> {
+    if is_gateway_admin_identity(ctx, &user.user_id).await? {
+        return Ok(Some(format!(
+            "gateway user '{}' is the gateway's own admin identity and is never managed by a RouteroMember",
+            user.user_id
+        )));
+    }
+    let admin_role = matches!(
+        user.user_role.as_deref(),
+        Some("proxy_admin" | "proxy_admin_viewer")
+    );
+    Ok((admin_role && !ctx.is_admin_namespace(ns)).then(|| {
+        format!(
+            "gateway user '{}' holds an admin role, which is managed only from the operator's admin namespaces",
+            user.user_id
+        )
+    }))
+}
+
+/// `default_user_id` (the master key's identity) and the user the operator's admin key belongs to.
+async fn is_gateway_admin_identity(
+    ctx: &Context,
+    user_id: &str,
+) -> std::result::Result<bool, GatewayError> {
+    if user_id == DEFAULT_USER_ID {
+        return Ok(true);
+    }
+    let hash = ctx.gateway.admin_key_hash().await?;
+    Ok(ctx
+        .gateway
+        .key_info(&hash)
+        .await?
+        .and_then(|k| k.user_id)
+        .is_some_and(|u| u == user_id))
+}
+
+/// The identity the gateway's master key acts as.
+const DEFAULT_USER_ID: &str = "default_user_id";
 
 async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     let ns = member.namespace().unwrap_or_default();
@@ -90,7 +159,7 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     let user_id = member.user_id();
     let gw = &ctx.gateway;
 
-    let wanted = match desired_memberships(member, ctx, &ns).await? {
+    let wanted = match desired_memberships(member, &owner, ctx, &ns).await? {
         Ok(w) => w,
         Err(outcome) => {
             let announce = outcome.reason == "Forbidden";
@@ -100,6 +169,13 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
 
     let user = match gw.user_info(&user_id).await? {
         None => {
+            if user_id == DEFAULT_USER_ID {
+                let outcome = Outcome::blocked(
+                    "Forbidden",
+                    format!("gateway user '{user_id}' is reserved for the gateway's master key"),
+                );
+                return Ok(refuse(&api, member, ctx, outcome, true).await);
+            }
             let req = UserNew {
                 user_id: user_id.clone(),
                 user_email: member.spec.email.clone(),
@@ -147,18 +223,30 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
             })?
         }
         Some(user) => {
-            let previously =
-                member.status.as_ref().and_then(|s| s.user_id.as_deref()) == Some(user_id.as_str());
+            // Checked before the claim: an admin's user is refused even to a resource whose marker it carries.
+            if let Some(message) = protected_user(ctx, &ns, &user).await? {
+                let outcome = Outcome::blocked("Forbidden", message);
+                return Ok(refuse(&api, member, ctx, outcome, true).await);
+            }
+            let standing = Standing {
+                adopt: member.spec.adopt,
+                admin: ctx.is_admin_namespace(&ns),
+                proven: provenance::proven(ctx, &owner, "user", &user_id, proofs(member)).await?,
+            };
             match owner.claim(
                 user.metadata.as_ref(),
-                member.spec.adopt || previously,
+                standing,
                 &format!("gateway user '{user_id}'"),
             ) {
                 Claim::Conflict(message) => {
                     let outcome = Outcome::blocked("Conflict", message);
                     return Ok(refuse(&api, member, ctx, outcome, true).await);
                 }
-                _ => {
+                Claim::Forbidden(message) => {
+                    let outcome = Outcome::blocked("Forbidden", message);
+                    return Ok(refuse(&api, member, ctx, outcome, true).await);
+                }
+                Claim::Ours | Claim::Adopt => {
                     if let Some((req, changed)) = user_update(member, &owner, &user) {
                         gw.user_update(&req, &actor).await?;
                         ctx.event(
@@ -177,9 +265,6 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
 
     // Memberships: add or change the ones in spec, remove the ones this resource added earlier and no longer wants.
     for m in &wanted {
-        let Some(team) = gw.team_info(&m.team_id).await? else {
-            continue;
-        };
         let role = match m.role {
             TeamRole::User => "user",
             TeamRole::Admin => "admin",
@@ -189,7 +274,8 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
             user_id: user_id.clone(),
             role: role.into(),
         };
-        match team
+        match m
+            .team
             .members_with_roles
             .iter()
             .find(|r| r.user_id.as_deref() == Some(user_id.as_str()))
@@ -200,7 +286,7 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
                     member,
                     false,
                     "JoinedTeam",
-                    format!("added to team '{}' as {role}", m.team_id),
+                    format!("added to team '{}' as {role}", m.name),
                 )
                 .await;
             }
@@ -210,13 +296,15 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
                     member,
                     false,
                     "TeamRoleChanged",
-                    format!("role in team '{}' is now {role}", m.team_id),
+                    format!("role in team '{}' is now {role}", m.name),
                 )
                 .await;
             }
             Some(_) => {}
         }
     }
+    // The teams status lists were joined from here; status is writable by tenants, so a listed team is left only
+    // when its gateway team belongs to a RouteroTeam of this namespace.
     let previous: Vec<String> = member
         .status
         .as_ref()
@@ -226,16 +314,21 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
         .iter()
         .filter(|t| !wanted.iter().any(|m| &m.team_id == *t))
     {
-        if gw.team_info(team_id).await?.is_some() {
-            gw.team_member_delete(team_id, &user_id, &actor).await?;
-            ctx.event(
-                member,
-                false,
-                "LeftTeam",
-                format!("removed from team '{team_id}'"),
-            )
-            .await;
+        let Some(team) = gw.team_info(team_id).await? else {
+            continue;
+        };
+        if owner_namespace(team.metadata.as_ref()) != Some(ns.as_str()) {
+            tracing::info!(member = owner.id, "status names a team of another namespace; left alone");
+            continue;
         }
+        gw.team_member_delete(team_id, &user_id, &actor).await?;
+        ctx.event(
+            member,
+            false,
+            "LeftTeam",
+            format!("removed from team '{team_id}'"),
+        )
+        .await;
     }
     let teams: Vec<String> = wanted.into_iter().map(|m| m.team_id).collect();
     let message = format!(
@@ -253,6 +346,14 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::requeue(ctx.resync_after()))
+}
+
+fn proofs(member: &RouteroMember) -> &[String] {
+    member.status
+        .as_ref()
+        .and_then(|s| s.provenance.as_ref())
+        .map(std::slice::from_ref)
+        .unwrap_or_default()
 }
 
 /// Managed user fields that differ, as a `/user/update` body addressed by user_id.
@@ -290,19 +391,33 @@ fn user_update(
     (!changed.is_empty()).then_some((req, changed))
 }
 
-/// Deprovisioning: `Delete` deletes the user if it is ours; the gateway then removes it from every team and deletes
-/// every key bound to it (including keys made outside the operator). Per-person RouteroKeys see their member go and
-/// revoke their keys and remove their Secrets. `Orphan` leaves the user.
+/// Deprovisioning: `Delete` deletes the user if it is ours (by marker, or by the status proof when the marker was
+/// wiped); the gateway then removes it from every team and deletes every key bound to it (including keys made
+/// outside the operator). Per-person RouteroKeys see their member go and revoke their keys and remove their Secrets.
+/// An admin's user is never deleted from a tenant namespace. `Orphan` leaves the user.
 async fn cleanup(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     let user_id = member.user_id();
     let id = user_id.as_str();
+    let ns = member.namespace().unwrap_or_default();
+    let proven = provenance::proven(ctx, &Owner::of(member)?, "user", id, proofs(member)).await?;
+    let read = async {
+        let Some(user) = ctx.gateway.user_info(id).await? else {
+            return Ok(None);
+        };
+        let refusal = protected_user(ctx, &ns, &user).await?;
+        Ok(Some(super::Held {
+            metadata: user.metadata,
+            refusal,
+        }))
+    };
     super::release(
         member,
         ctx,
         member.spec.deletion_policy,
         &format!("gateway user '{id}'"),
         ", their memberships and their keys",
-        async { Ok(ctx.gateway.user_info(id).await?.map(|row| row.metadata)) },
+        proven,
+        read,
         |actor| async move { ctx.gateway.user_delete(id, &actor).await },
     )
     .await
@@ -362,6 +477,14 @@ async fn report(
         }),
         teams: teams.unwrap_or(previous.teams),
         spend: user.and_then(|u| u.spend).or(previous.spend),
+        // Recorded whenever the user is seen as ours; a failure to make the proof keeps the last one.
+        provenance: match (user, Owner::of(member)) {
+            (Some(_), Ok(owner)) => provenance::proof(ctx, &owner, "user", &member.user_id())
+                .await
+                .ok()
+                .or(previous.provenance),
+            _ => previous.provenance,
+        },
     };
     if let Err(e) = apply_status(api, member, member.status.as_ref(), &status).await {
         tracing::warn!(member = member.name_any(), error = %e, "could not write status");

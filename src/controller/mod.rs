@@ -5,6 +5,7 @@ pub mod key;
 pub mod key_value;
 pub mod member;
 pub mod ownership;
+pub mod provenance;
 pub mod rotation;
 pub mod secret;
 pub mod snapshot;
@@ -82,16 +83,35 @@ where
     result
 }
 
+/// A gateway team or user as deletion sees it: its metadata, and why this resource must not delete it even if the
+/// object is its own (an admin user seen from a tenant namespace).
+pub struct Held {
+    pub metadata: Option<Metadata>,
+    pub refusal: Option<String>,
+}
+
+impl Held {
+    pub fn deletable(metadata: Option<Metadata>) -> Self {
+        Self {
+            metadata,
+            refusal: None,
+        }
+    }
+}
+
 /// A deleted team or member under its `deletionPolicy`: `Orphan` leaves the gateway object `what` in place; `Delete`
-/// reads it and deletes it (as the resource's actor) only when it carries the resource's ownership markers (gone
-/// already: done; someone else's: left alone). `consequence` completes the Event (" and its keys").
+/// reads it and deletes it (as the resource's actor) only when it carries the resource's ownership markers, or
+/// carries none and `proven` (the resource's status proves it managed it). Gone already: done; someone else's, or
+/// refused: left alone, and the finalizer still completes. `consequence` completes the Event (" and its keys").
+#[allow(clippy::too_many_arguments)]
 async fn release<K, D>(
     obj: &K,
     ctx: &Context,
     policy: crate::crd::DeletionPolicy,
     what: &str,
     consequence: &str,
-    read: impl Future<Output = std::result::Result<Option<Option<Metadata>>, GatewayError>>,
+    proven: bool,
+    read: impl Future<Output = std::result::Result<Option<Held>, GatewayError>>,
     delete: impl FnOnce(String) -> D,
 ) -> Result<Action>
 where
@@ -105,12 +125,21 @@ where
     }
     let owner = ownership::Owner::of(obj)?;
     match read.await? {
-        Some(metadata) if owner.owns(metadata.as_ref()) => {
-            delete(owner.actor()).await?;
-            let note = format!("deleted {what}{consequence}");
-            ctx.event(obj, false, "Deleted", note).await;
+        Some(held) if owner.owns(held.metadata.as_ref(), proven) => match held.refusal {
+            Some(why) => {
+                let note = format!("left {what} in place: {why}");
+                ctx.event(obj, true, "Forbidden", note).await;
+            }
+            None => {
+                delete(owner.actor()).await?;
+                let note = format!("deleted {what}{consequence}");
+                ctx.event(obj, false, "Deleted", note).await;
+            }
+        },
+        Some(_) => {
+            let note = format!("left {what} in place: it is not managed by this resource");
+            ctx.event(obj, false, "Orphaned", note).await;
         }
-        Some(_) => tracing::info!(object = what, "not managed by this resource; leaving it"),
         None => {}
     }
     Ok(Action::await_change())

@@ -80,6 +80,17 @@ impl Outcome {
     }
 }
 
+/// A condition beside `Ready` and `Synced` that reports something found (`True`), keeping its transition time.
+pub fn notice(
+    previous: &[Condition],
+    type_: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    condition(previous, type_, true, reason, message, generation)
+}
+
 fn condition(
     previous: &[Condition],
     type_: &str,

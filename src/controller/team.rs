@@ -6,7 +6,8 @@ use kube::{Api, ResourceExt};
 use serde_json::Value;
 
 use super::context::Context;
-use super::ownership::{Claim, Owner, budget_update, metadata_update};
+use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update};
+use super::provenance;
 use super::status::{Outcome, apply_status};
 use crate::crd::common::ready_because;
 use crate::crd::{RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
@@ -68,7 +69,11 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
         }
         Some(current) => match owner.claim(
             current.metadata.as_ref(),
-            team.spec.adopt || manages(team, &team_id),
+            Standing {
+                adopt: team.spec.adopt,
+                admin: ctx.is_admin_namespace(&owner.namespace),
+                proven: provenance::proven(ctx, &owner, "team", &team_id, proofs(team)).await?,
+            },
             &format!("gateway team '{team_id}'"),
         ) {
             Claim::Conflict(message) => {
@@ -76,6 +81,12 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
                     ctx.event(team, true, "Conflict", message.clone()).await;
                 }
                 (Outcome::blocked("Conflict", message), None)
+            }
+            Claim::Forbidden(message) => {
+                if !is_reported(team, "Forbidden") {
+                    ctx.event(team, true, "Forbidden", message.clone()).await;
+                }
+                (Outcome::blocked("Forbidden", message), None)
             }
             claim => {
                 let adopted = claim == Claim::Adopt;
@@ -121,13 +132,21 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
 async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
     let team_id = team.team_id();
     let id = team_id.as_str();
+    let proven = provenance::proven(ctx, &Owner::of(team)?, "team", id, proofs(team)).await?;
     super::release(
         team,
         ctx,
         team.spec.deletion_policy,
         &format!("gateway team '{id}'"),
         " and its keys",
-        async { Ok(ctx.gateway.team_info(id).await?.map(|row| row.metadata)) },
+        proven,
+        async {
+            Ok(ctx
+                .gateway
+                .team_info(id)
+                .await?
+                .map(|row| super::Held::deletable(row.metadata)))
+        },
         |actor| async move { ctx.gateway.team_delete(id, &actor).await },
     )
     .await
@@ -161,6 +180,17 @@ async fn report(
         spend: row.and_then(|r| r.spend).or(previous.spend),
         max_budget: row.map_or(previous.max_budget, |r| r.max_budget),
         budget_reset_at: row.map_or(previous.budget_reset_at, |r| r.budget_reset_at.clone()),
+        // Recorded whenever the team is seen as ours; a failure to make the proof keeps the last one.
+        provenance: match row {
+            Some(_) => match Owner::of(team) {
+                Ok(owner) => provenance::proof(ctx, &owner, "team", &team.team_id())
+                    .await
+                    .ok()
+                    .or(previous.provenance),
+                Err(_) => previous.provenance,
+            },
+            None => previous.provenance,
+        },
     };
     ctx.metrics.observe_team(team, &status);
     if let Err(e) = apply_status(api, team, team.status.as_ref(), &status).await {
@@ -168,10 +198,12 @@ async fn report(
     }
 }
 
-/// The status records that this resource already manages the team: markers wiped by an out-of-band metadata
-/// edit are restored rather than reported as a conflict. (`status.teamId` is set only once the team is ours.)
-fn manages(team: &RouteroTeam, team_id: &str) -> bool {
-    team.status.as_ref().and_then(|s| s.team_id.as_deref()) == Some(team_id)
+fn proofs(team: &RouteroTeam) -> &[String] {
+    team.status
+        .as_ref()
+        .and_then(|s| s.provenance.as_ref())
+        .map(std::slice::from_ref)
+        .unwrap_or_default()
 }
 
 fn is_reported(team: &RouteroTeam, reason: &str) -> bool {
@@ -272,6 +304,7 @@ mod tests {
         Owner {
             id: "RouteroTeam/ns/finance".into(),
             uid: "u1".into(),
+            namespace: "ns".into(),
         }
     }
 

@@ -67,7 +67,8 @@ pub struct RouteroKeySpec {
     /// A RouteroMember (same namespace): makes this a per-person key that dies with the person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_ref: Option<LocalRef>,
-    /// The gateway key alias, unique across the gateway. Defaults to `<namespace>.<name>`.
+    /// The gateway key alias, unique across the gateway. Defaults to `<namespace>.<name>`. An alias with a dot must
+    /// begin with this namespace and a dot (`<namespace>.…`), so no namespace can take another's default aliases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = ALIAS_PATTERN))]
     pub alias: Option<String>,
@@ -115,11 +116,13 @@ pub struct KeySecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SECRET_FIELD_PATTERN))]
     pub base_url_field: Option<String>,
-    /// Extra labels on the Secret.
+    /// Extra labels on the Secret. Keys under `routero.ai/` are reserved for the operator.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('routero.ai/'))").message("spec.secret.labels: keys under routero.ai/ are reserved for the operator's own state"))]
     pub labels: BTreeMap<String, String>,
-    /// Extra annotations on the Secret.
+    /// Extra annotations on the Secret. Keys under `routero.ai/` are reserved for the operator.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('routero.ai/'))").message("spec.secret.annotations: keys under routero.ai/ are reserved for the operator's own state"))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -197,6 +200,10 @@ pub struct RouteroKeyStatus {
     pub last_rotation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation: Option<String>,
+    /// The operator's proofs that this resource created its recent gateway keys (made with its admin key, so they
+    /// cannot be forged): they let those keys be revoked even when their owner markers were wiped on the gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provenance: Vec<String>,
 }
 
 impl RouteroKey {

@@ -44,12 +44,16 @@ pub const EMAIL_PATTERN: &str = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$";
 #[x_kube(validation = Rule::new(
     "has(self.userId) == has(oldSelf.userId) && (!has(self.userId) || self.userId == oldSelf.userId)"
 ).message("userId is immutable: it is the person's identity on the gateway").field_path(".userId"))]
+#[x_kube(validation = Rule::new("has(self.userId) || self.email == oldSelf.email").message(
+    "email is this member's gateway identity while userId is unset, so it cannot be changed: create a RouteroMember \
+     for the new address and delete this one (which deprovisions the old user and revokes its keys)"
+).field_path(".email"))]
 #[serde(rename_all = "camelCase")]
 pub struct RouteroMemberSpec {
     /// The person's e-mail address.
     #[schemars(regex(pattern = EMAIL_PATTERN), length(max = 254))]
     pub email: String,
-    /// The gateway user_id. Defaults to the e-mail address. Immutable.
+    /// The gateway user_id. Defaults to the e-mail address, which is then immutable too. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = ID_PATTERN))]
     pub user_id: Option<String>,
@@ -147,6 +151,10 @@ pub struct RouteroMemberStatus {
     pub teams: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend: Option<f64>,
+    /// The operator's proof that this resource manages the gateway user (made with its admin key, so it cannot be
+    /// forged): it lets the user be deprovisioned even when its owner marker was wiped on the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
 }
 
 impl RouteroMember {

@@ -101,6 +101,10 @@ pub struct RouteroTeamStatus {
     /// When the gateway next resets the spend (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_reset_at: Option<String>,
+    /// The operator's proof that this resource manages the gateway team (made with its admin key, so it cannot be
+    /// forged): it lets the team be deprovisioned even when its owner marker was wiped on the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
 }
 
 impl RouteroTeam {

@@ -144,6 +144,28 @@ impl Gateway {
         &self.base
     }
 
+    /// The admin key's id on the gateway (its lowercase hex SHA-256), to find the user the key acts as.
+    pub async fn admin_key_hash(&self) -> Result<String, GatewayError> {
+        use sha2::{Digest, Sha256};
+        let key = self.admin_key.read().await?;
+        Ok(hex::encode(Sha256::digest(key.expose_secret().as_bytes())))
+    }
+
+    /// A proof that the holder of the admin key vouched for `statement`: HMAC-SHA256 keyed by the admin key, 128
+    /// bits in hex. Only the operator can make one, so a proof kept in status (which tenants may write) can be
+    /// checked rather than trusted; the key never leaves this client. A rotated admin key invalidates old proofs,
+    /// which then fail safe (they stop vouching) until the next reconcile writes new ones.
+    pub async fn proof(&self, statement: &str) -> Result<String, GatewayError> {
+        use hmac::{Hmac, Mac};
+        let key = self.admin_key.read().await?;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.expose_secret().as_bytes())
+            .map_err(|e| GatewayError::AdminKey(e.to_string()))?;
+        mac.update(b"routero.ai/provenance\n");
+        mac.update(statement.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        Ok(hex::encode(&digest[..16]))
+    }
+
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
