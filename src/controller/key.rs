@@ -348,7 +348,9 @@ impl<'a> Keys<'a> {
         let refs = std::iter::once(("RouteroTeam", &spec.team_ref))
             .chain(spec.member_ref.iter().map(|m| ("RouteroMember", m)));
         let refusals = refs
-            .filter_map(|(kind, r)| cross_namespace(kind, &r.name, r.namespace.as_deref(), &self.ns))
+            .filter_map(|(kind, r)| {
+                cross_namespace(kind, &r.name, r.namespace.as_deref(), &self.ns)
+            })
             .chain(alias_refusal(&self.alias, &self.ns));
         if let Some(message) = refusals.into_iter().next() {
             if !self.is_reported("Forbidden") {
@@ -475,7 +477,11 @@ impl<'a> Keys<'a> {
                     format!("RouteroTeam '{}' has no gateway team yet", scope.team),
                 )));
             }
-            Some(t) if !self.owner.names(t.metadata.as_ref(), "RouteroTeam", &scope.team) => {
+            Some(t)
+                if !self
+                    .owner
+                    .names(t.metadata.as_ref(), "RouteroTeam", &scope.team) =>
+            {
                 return Ok(Some(Outcome::blocked(
                     "Forbidden",
                     format!(
@@ -494,7 +500,11 @@ impl<'a> Keys<'a> {
                         format!("RouteroMember '{member}' has no gateway user yet"),
                     )));
                 }
-                Some(u) if !self.owner.names(u.metadata.as_ref(), "RouteroMember", member) => {
+                Some(u)
+                    if !self
+                        .owner
+                        .names(u.metadata.as_ref(), "RouteroMember", member) =>
+                {
                     return Ok(Some(Outcome::blocked(
                         "Forbidden",
                         format!(
@@ -519,7 +529,11 @@ impl<'a> Keys<'a> {
     async fn holder(&self, hash: &str) -> Result<Holder> {
         Ok(match self.ctx.gateway.key_info(hash).await? {
             None => Holder::Gone,
-            Some(row) if self.owner.owns(row.metadata.as_ref(), self.proven(hash).await?) => {
+            Some(row)
+                if self
+                    .owner
+                    .owns(row.metadata.as_ref(), self.proven(hash).await?) =>
+            {
                 Holder::Ours
             }
             Some(_) => Holder::Foreign,

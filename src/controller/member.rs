@@ -318,7 +318,10 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
             continue;
         };
         if owner_namespace(team.metadata.as_ref()) != Some(ns.as_str()) {
-            tracing::info!(member = owner.id, "status names a team of another namespace; left alone");
+            tracing::info!(
+                member = owner.id,
+                "status names a team of another namespace; left alone"
+            );
             continue;
         }
         gw.team_member_delete(team_id, &user_id, &actor).await?;
@@ -349,7 +352,8 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
 }
 
 fn proofs(member: &RouteroMember) -> &[String] {
-    member.status
+    member
+        .status
         .as_ref()
         .and_then(|s| s.provenance.as_ref())
         .map(std::slice::from_ref)

@@ -120,7 +120,9 @@ impl Owner {
     /// only as "elsewhere" (messages never name another tenant's namespace or resource).
     fn describe(&self, owner: &str) -> String {
         match owner.split('/').collect::<Vec<_>>().as_slice() {
-            [kind, ns, name] if *ns == self.namespace => format!("{kind} '{name}' in this namespace"),
+            [kind, ns, name] if *ns == self.namespace => {
+                format!("{kind} '{name}' in this namespace")
+            }
             _ => "a resource elsewhere".into(),
         }
     }
@@ -200,7 +202,10 @@ mod tests {
     fn claims() {
         let o = owner();
         let ours = o.stamp(Metadata::new());
-        assert_eq!(o.claim(Some(&ours), Standing::default(), "team"), Claim::Ours);
+        assert_eq!(
+            o.claim(Some(&ours), Standing::default(), "team"),
+            Claim::Ours
+        );
         let mut other = Metadata::new();
         other.insert(OWNER_KEY.into(), "RouteroTeam/ns-b/finance".into());
         match o.claim(Some(&other), adopting(true), "team 'finance'") {
@@ -212,7 +217,10 @@ mod tests {
         assert!(
             matches!(o.claim(Some(&sibling), Standing::default(), "team"), Claim::Conflict(m) if m.contains("'other' in this namespace"))
         );
-        assert!(!o.owns(Some(&other), true), "a proof never beats another owner's marker");
+        assert!(
+            !o.owns(Some(&other), true),
+            "a proof never beats another owner's marker"
+        );
         assert!(o.names(Some(&ours), "RouteroTeam", "finance"));
         assert!(!o.names(Some(&other), "RouteroTeam", "finance"));
     }
@@ -223,14 +231,25 @@ mod tests {
         // In an admin namespace, adopt: true is enough.
         assert_eq!(o.claim(None, adopting(true), "team"), Claim::Adopt);
         // Elsewhere, only with a marker naming this very namespace.
-        assert!(matches!(o.claim(None, adopting(false), "team"), Claim::Forbidden(m) if m.contains("adoptable-by")));
+        assert!(
+            matches!(o.claim(None, adopting(false), "team"), Claim::Forbidden(m) if m.contains("adoptable-by"))
+        );
         let mut marked = Metadata::new();
         marked.insert(ADOPTABLE_BY_KEY.into(), "ns-b".into());
-        assert!(matches!(o.claim(Some(&marked), adopting(false), "team"), Claim::Forbidden(_)));
+        assert!(matches!(
+            o.claim(Some(&marked), adopting(false), "team"),
+            Claim::Forbidden(_)
+        ));
         marked.insert(ADOPTABLE_BY_KEY.into(), "ns-a".into());
-        assert_eq!(o.claim(Some(&marked), adopting(false), "team"), Claim::Adopt);
+        assert_eq!(
+            o.claim(Some(&marked), adopting(false), "team"),
+            Claim::Adopt
+        );
         // Without adopt, an unowned object is a conflict; with a proof of our own, it is ours again.
-        assert!(matches!(o.claim(Some(&marked), Standing::default(), "team"), Claim::Conflict(_)));
+        assert!(matches!(
+            o.claim(Some(&marked), Standing::default(), "team"),
+            Claim::Conflict(_)
+        ));
         let proven = Standing {
             proven: true,
             ..Standing::default()

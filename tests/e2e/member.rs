@@ -325,11 +325,10 @@ async fn tenant_isolation() {
         .await
         .expect("patch");
     let m = member_reason(&members_b, "alice", "Conflict").await;
+    let message = m.status.expect("status").conditions[0].message.clone();
     assert!(
-        m.status.expect("status").conditions[0]
-            .message
-            .contains(&bed.ns),
-        "names the owner"
+        message.contains("elsewhere") && !message.contains(&bed.ns),
+        "never names another tenant's namespace: {message}"
     );
 
     let team_b = json!({"apiVersion": "routero.ai/v1alpha1", "kind": "RouteroTeam", "metadata": {"name": "own"}, "spec": {"teamId": format!("{}-b", bed.team_id)}});
@@ -349,8 +348,8 @@ async fn tenant_isolation() {
     .await;
     let msg = key_reason_b("copycat", "Conflict").await;
     assert!(
-        msg.contains(&format!("RouteroKey/{}/good", bed.ns)),
-        "{msg}"
+        msg.contains("elsewhere") && !msg.contains(&bed.ns),
+        "never names another tenant's namespace: {msg}"
     );
 
     // Nothing of tenant A changed on the gateway: no user created or modified, the key still works.

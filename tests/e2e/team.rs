@@ -151,8 +151,8 @@ async fn lifecycle(client: Client, target: GatewayTarget) {
     let t = wait_reason(&api2, "finance", "Conflict").await;
     let message = t.status.expect("status").conditions[0].message.clone();
     assert!(
-        message.contains(&format!("RouteroTeam/{ns}/finance")),
-        "conflict names the owner: {message}"
+        message.contains("elsewhere") && !message.contains(&ns),
+        "a conflict never names another tenant's namespace: {message}"
     );
     // Deleting the conflicting resource must not delete the team it never owned.
     api2.delete("finance", &DeleteParams::default())
@@ -299,7 +299,8 @@ async fn gateway_outage_is_reported_and_recovers() {
     operator.stop().await;
 }
 
-/// Adoption: an unowned gateway team is taken over only with `adopt: true`.
+/// Adoption: an unowned gateway team is taken over only with `adopt: true`, and outside the admin namespaces only
+/// once an admin has marked it adoptable by this namespace.
 #[tokio::test]
 async fn unowned_team_needs_adopt() {
     let client = testbed::client().await;
@@ -307,7 +308,11 @@ async fn unowned_team_needs_adopt() {
     let target = GatewayTarget::fake(&fake);
     let gw = GatewayReader::new(&target);
     let ns = testbed::namespace(&client, "adopt").await;
-    let operator = Operator::start(&client, &target, &ns, OperatorOptions::default()).await;
+    let opts = OperatorOptions {
+        resync: Duration::from_secs(2),
+        ..OperatorOptions::default()
+    };
+    let operator = Operator::start(&client, &target, &ns, opts).await;
     let api: Api<RouteroTeam> = Api::namespaced(client.clone(), &ns);
     let (status, _) = gw
         .post(
@@ -339,10 +344,30 @@ async fn unowned_team_needs_adopt() {
     )
     .await
     .expect("adopt");
+    // Not an admin namespace, and no admin said this namespace may adopt it.
+    let t = wait_reason(&api, "legacy", "Forbidden").await;
+    assert!(
+        t.status.expect("status").conditions[0]
+            .message
+            .contains("routero.ai/adoptable-by")
+    );
+    assert_eq!(
+        f(&gw.team("legacy").await.expect("team")["max_budget"]),
+        10.0
+    );
+
+    // The admin marks it for this namespace (what `import` does); the next resync adopts it.
+    let (status, _) = gw
+        .post(
+            "/team/update",
+            json!({"team_id": "legacy", "metadata": {"note": "made by hand", "routero.ai/adoptable-by": ns}}),
+        )
+        .await;
+    assert_eq!(status, 200);
     wait_ready(&api, "legacy").await;
     let row = gw.team("legacy").await.expect("team");
     assert_eq!(f(&row["max_budget"]), 50.0);
-    testbed::assert_events(&client, &ns, &["Conflict", "Adopted"]).await;
+    testbed::assert_events(&client, &ns, &["Conflict", "Forbidden", "Adopted"]).await;
     assert_eq!(
         row["metadata"]["note"], "made by hand",
         "metadata merged, not replaced"
