@@ -518,6 +518,15 @@ impl<'a> Keys<'a> {
         Ok(None)
     }
 
+    /// A warning Event for a refusal, once per reason (a refusal repeated at every resync is announced once).
+    async fn announce(&self, outcome: &Outcome) {
+        if !outcome.ready && !self.is_reported(&outcome.reason) {
+            self.ctx
+                .event(self.key, true, &outcome.reason, outcome.message.clone())
+                .await;
+        }
+    }
+
     /// True when this resource's status holds the provenance proof for the key `hash`.
     async fn proven(&self, hash: &str) -> Result<bool> {
         let proofs = self.key.status.as_ref().map_or(&[][..], |s| &s.provenance);
@@ -800,6 +809,11 @@ impl<'a> Keys<'a> {
         reason: &str,
         note: String,
     ) -> Result<Action> {
+        if let Some(outcome) = self.verify(scope).await? {
+            self.announce(&outcome).await;
+            self.report(outcome, workload, None).await;
+            return Ok(Action::requeue(self.ctx.resync_after()));
+        }
         self.write_pending(&intent).await?;
         match self.resolve(intent, workload, scope, true).await? {
             Resolved::Done(done) => {
@@ -854,9 +868,11 @@ impl<'a> Keys<'a> {
             gw.key_info(&hash).await?
         };
         if confirmed.is_none() {
-            // Never registered: the team and user it is for must prove, on the gateway, that they are ours.
-            if let Some(outcome) = self.verify(scope).await? {
+            // Never registered: the team and user it is for must prove, on the gateway, that they are ours (a fresh
+            // intent was checked before it was written).
+            if !fresh && let Some(outcome) = self.verify(scope).await? {
                 self.delete_secret(&secret::pending_name(self.key)).await?;
+                self.announce(&outcome).await;
                 return Ok(Resolved::Blocked(outcome));
             }
             // A resumed intent's `replaces` was read from the pending Secret, which a tenant may write: the key it

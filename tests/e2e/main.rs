@@ -16,4 +16,5 @@ mod operations;
 mod outage;
 mod rbac;
 mod team;
+mod tenancy;
 mod validation;
