@@ -809,3 +809,86 @@ async fn a_user_marked_adoptable_is_adopted_only_by_that_namespace() {
     testbed::assert_events(&bed.client, &bed.ns, &["Forbidden", "Updated"]).await;
     bed.stop().await;
 }
+
+/// Variant: a member's `status.userId` naming the user stood in for ownership (the old "this resource already
+/// manages it" shortcut): a forged one neither adopts a user made by hand nor lets deletion take it.
+#[tokio::test]
+async fn a_forged_member_status_does_not_make_a_user_ours() {
+    let bed = Bed::new(GatewayTarget::litellm(), "t-mstatus", json!({})).await;
+    let (user, email) = hand_made_user(&bed.gw, "clerk", "internal_user").await;
+    let members: Api<RouteroMember> = Api::namespaced(bed.client.clone(), &bed.ns);
+    create_member(
+        &members,
+        "clerk",
+        json!({"email": "mallory@tenant.example", "userId": user, "role": "internal_user_viewer"}),
+    )
+    .await;
+    let m = member_reason(&members, "clerk", "Conflict").await;
+    forge_status(
+        &members,
+        "clerk",
+        json!({"userId": user, "provenance": "00112233445566778899aabbccddeeff", "conditions": forged_ready(m.metadata.generation)}),
+    )
+    .await;
+    wait_for("the conflict is reported again", WAIT, || async {
+        let m = members.get("clerk").await.ok()?;
+        (condition(&m.status?.conditions, "Ready")?.reason == "Conflict").then_some(())
+    })
+    .await;
+    assert_eq!(
+        user_facts(&bed.gw, &user).await,
+        (json!("internal_user"), json!(email))
+    );
+    forge_status(
+        &members,
+        "clerk",
+        json!({"userId": user, "provenance": "00112233445566778899aabbccddeeff"}),
+    )
+    .await;
+    wait_deleted(&members, "clerk").await;
+    assert_eq!(
+        user_facts(&bed.gw, &user).await,
+        (json!("internal_user"), json!(email)),
+        "not deleted"
+    );
+    bed.stop().await;
+}
+
+/// Variant: a person the operator created from a tenant namespace, then promoted to proxy_admin by the gateway
+/// admin, is out of that tenant's reach: no update reverts the role and deleting the RouteroMember leaves the user.
+#[tokio::test]
+async fn a_tenant_cannot_demote_or_delete_a_user_an_admin_promoted() {
+    let bed = Bed::new(GatewayTarget::litellm(), "t-promoted", json!({})).await;
+    let members: Api<RouteroMember> = Api::namespaced(bed.client.clone(), &bed.ns);
+    let lead = format!("lead-{}@company.com", suffix());
+    create_member(&members, "lead", json!({"email": lead})).await;
+    ready_member(&members, "lead").await;
+    let (status, body) = bed
+        .gw
+        .post(
+            "/user/update",
+            json!({"user_id": lead, "user_role": "proxy_admin"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    members
+        .patch(
+            "lead",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"maxBudget": 3}})),
+        )
+        .await
+        .expect("patch");
+    let m = member_reason(&members, "lead", "Forbidden").await;
+    let message = m.status.expect("status").conditions[0].message.clone();
+    assert!(message.contains("admin role"), "{message}");
+    assert_eq!(user_facts(&bed.gw, &lead).await.0, json!("proxy_admin"));
+    wait_deleted(&members, "lead").await;
+    assert_eq!(
+        user_facts(&bed.gw, &lead).await.0,
+        json!("proxy_admin"),
+        "an admin's user is not deleted from a tenant namespace"
+    );
+    testbed::assert_events(&bed.client, &bed.ns, &["Forbidden"]).await;
+    bed.stop().await;
+}
