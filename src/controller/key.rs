@@ -1314,3 +1314,20 @@ pub const TAMPERED: &str = "Tampered";
 fn parse_time(s: &str) -> Option<jiff::Timestamp> {
     s.parse::<jiff::Timestamp>().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::alias_refusal;
+
+    #[test]
+    fn dotted_aliases_belong_to_their_namespace() {
+        assert_eq!(alias_refusal("ds-prod", "finance"), None);
+        assert_eq!(alias_refusal("finance.api", "finance"), None);
+        assert_eq!(alias_refusal("finance.api.next", "finance"), None);
+        let refused = alias_refusal("data-science.ds-prod", "finance").expect("refused");
+        assert!(refused.contains("'finance.'"), "{refused}");
+        // A namespace whose name prefixes another's gets no foothold in it.
+        assert!(alias_refusal("fin.api", "finance").is_some());
+        assert!(alias_refusal("finance-eu.api", "finance").is_some());
+    }
+}

@@ -139,13 +139,7 @@ async fn is_gateway_admin_identity(
     if user_id == DEFAULT_USER_ID {
         return Ok(true);
     }
-    let hash = ctx.gateway.admin_key_hash().await?;
-    Ok(ctx
-        .gateway
-        .key_info(&hash)
-        .await?
-        .and_then(|k| k.user_id)
-        .is_some_and(|u| u == user_id))
+    Ok(ctx.gateway.admin_user().await?.as_deref() == Some(user_id))
 }
 
 /// The identity the gateway's master key acts as.

@@ -114,6 +114,8 @@ pub struct Gateway {
     limiter: DefaultDirectRateLimiter,
     attempts: u32,
     observer: Option<Arc<dyn GatewayObserver>>,
+    /// The user the admin key belongs to, by the key's hash (a rotated key is looked up again).
+    admin_user: std::sync::Mutex<Option<(String, Option<String>)>>,
 }
 
 impl Gateway {
@@ -131,6 +133,7 @@ impl Gateway {
             limiter: RateLimiter::direct(Quota::per_second(config.rate_limit)),
             attempts: config.attempts.max(1),
             observer: None,
+            admin_user: std::sync::Mutex::default(),
         })
     }
 
@@ -149,6 +152,25 @@ impl Gateway {
         use sha2::{Digest, Sha256};
         let key = self.admin_key.read().await?;
         Ok(hex::encode(Sha256::digest(key.expose_secret().as_bytes())))
+    }
+
+    /// The gateway user the admin key belongs to: `None` for the master key (it has no key row and acts as
+    /// `default_user_id`), else the virtual key's `user_id`. Looked up once per admin key.
+    pub async fn admin_user(&self) -> Result<Option<String>, GatewayError> {
+        let hash = self.admin_key_hash().await?;
+        let cached = self
+            .admin_user
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((h, user)) = cached
+            && h == hash
+        {
+            return Ok(user);
+        }
+        let user = self.key_info(&hash).await?.and_then(|k| k.user_id);
+        *self.admin_user.lock().unwrap_or_else(|p| p.into_inner()) = Some((hash, user.clone()));
+        Ok(user)
     }
 
     /// A proof that the holder of the admin key vouched for `statement`: HMAC-SHA256 keyed by the admin key, 128
