@@ -231,7 +231,7 @@ fn start_operator(
             target.url.clone(),
             AdminKey::Static(SecretString::from(target.admin_key.clone())),
         ),
-        watch_namespace: Some(ns.to_owned()),
+        watch_namespaces: vec![ns.to_owned()],
         admin_namespaces: vec!["routero-system".into()],
         resync: Duration::from_secs(2),
         metrics_addr: None,

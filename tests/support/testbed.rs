@@ -260,7 +260,7 @@ impl Operator {
         gw.timeout = opts.timeout;
         let config = OperatorConfig {
             gateway: gw,
-            watch_namespace: Some(namespace.to_owned()),
+            watch_namespaces: vec![namespace.to_owned()],
             admin_namespaces: opts.admin_namespaces,
             resync: opts.resync,
             metrics_addr: None,
