@@ -138,6 +138,7 @@ struct ChartRbac {
 
 fn chart_rbac() -> ChartRbac {
     let objects = render(REQUIRED_VALUES);
+    let operator_role = &one(&objects, "ClusterRoleBinding")["roleRef"]["name"];
     let lease_role = objects
         .iter()
         .find(|o| {
@@ -156,7 +157,12 @@ fn chart_rbac() -> ChartRbac {
         .expect("--lease-name")
         .to_owned();
     ChartRbac {
-        cluster: grants(one(&objects, "ClusterRole")),
+        cluster: grants(
+            objects
+                .iter()
+                .find(|o| o["kind"] == "ClusterRole" && &o["metadata"]["name"] == operator_role)
+                .expect("the operator's ClusterRole"),
+        ),
         leases: grants(lease_role),
         lease_name,
     }
