@@ -29,7 +29,7 @@ kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 printf '%s' "$ROUTERO_TEST_LITELLM_KEY" >"$DEMO_DIR/admin-key"; chmod 600 "$DEMO_DIR/admin-key"
 if [ -f "$DEMO_DIR/operator.pid" ]; then kill "$(cat "$DEMO_DIR/operator.pid")" 2>/dev/null || true; fi
 "$BIN" run --gateway-url "$ROUTERO_TEST_LITELLM_URL" --admin-key-file "$DEMO_DIR/admin-key" \
-  --watch-namespace "$NS" --admin-namespaces "$NS" --metrics-addr 127.0.0.1:8080 >"$DEMO_DIR/operator.log" 2>&1 &
+  --watch-namespaces "$NS" --admin-namespaces "$NS" --metrics-addr 127.0.0.1:8080 >"$DEMO_DIR/operator.log" 2>&1 &
 echo $! >"$DEMO_DIR/operator.pid"
 
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null

@@ -39,9 +39,15 @@ struct RunArgs {
     /// File holding the gateway admin key; re-read when it changes. Otherwise the ROUTERO_ADMIN_KEY variable.
     #[arg(long, env = "ROUTERO_ADMIN_KEY_FILE")]
     admin_key_file: Option<PathBuf>,
-    /// Watch only this namespace (default: all).
-    #[arg(long, env = "ROUTERO_WATCH_NAMESPACE")]
-    watch_namespace: Option<String>,
+    /// Comma-separated namespaces to watch, each through its own namespaced watches (default: all namespaces).
+    /// `--watch-namespace` is the old single-namespace spelling.
+    #[arg(
+        long,
+        alias = "watch-namespace",
+        env = "ROUTERO_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    watch_namespaces: Vec<String>,
     /// Comma-separated namespaces whose RouteroMembers may hold admin roles (default: the operator's own).
     #[arg(long, env = "ROUTERO_ADMIN_NAMESPACES", value_delimiter = ',')]
     admin_namespaces: Vec<String>,
@@ -120,6 +126,25 @@ fn parse_alert_type(s: &str) -> Result<String, String> {
     Ok(t.to_owned())
 }
 
+/// The namespaces to watch, trimmed and without blanks or repeats. With none given, the deprecated
+/// `ROUTERO_WATCH_NAMESPACE` still applies: ignoring it would silently widen an upgraded operator to every namespace.
+fn watch_namespaces(given: Vec<String>) -> Vec<String> {
+    let given = if given.iter().all(|ns| ns.trim().is_empty()) {
+        std::env::var("ROUTERO_WATCH_NAMESPACE")
+            .map(|ns| vec![ns])
+            .unwrap_or_default()
+    } else {
+        given
+    };
+    let mut out: Vec<String> = Vec::new();
+    for ns in given.iter().map(|ns| ns.trim()).filter(|ns| !ns.is_empty()) {
+        if !out.iter().any(|o| o == ns) {
+            out.push(ns.to_owned());
+        }
+    }
+    out
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,kube=warn".into());
@@ -191,7 +216,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     });
     let config = OperatorConfig {
         gateway,
-        watch_namespace: args.watch_namespace,
+        watch_namespaces: watch_namespaces(args.watch_namespaces),
         admin_namespaces,
         resync: args.resync_interval,
         metrics_addr: Some(args.metrics_addr),
@@ -236,5 +261,30 @@ async fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_namespaces_take_a_list_and_the_old_single_flag() {
+        let cli = Cli::try_parse_from([
+            "routero-operator",
+            "run",
+            "--gateway-url=http://gateway:4000",
+            "--watch-namespace=team-a",
+            "--watch-namespaces",
+            "team-b, team-a,,team-c",
+        ])
+        .expect("the flags parse");
+        let Command::Run(args) = cli.command else {
+            panic!("the run command");
+        };
+        assert_eq!(
+            watch_namespaces(args.watch_namespaces),
+            ["team-a", "team-b", "team-c"]
+        );
     }
 }

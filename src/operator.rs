@@ -22,8 +22,8 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
     pub gateway: GatewayConfig,
-    /// Watch only this namespace; `None` watches all.
-    pub watch_namespace: Option<String>,
+    /// Watch only these namespaces; empty watches all.
+    pub watch_namespaces: Vec<String>,
     /// Namespaces where admin roles are honoured.
     pub admin_namespaces: Vec<String>,
     pub resync: Duration,
@@ -127,7 +127,7 @@ pub async fn bind(
     let work = async move {
         let act = act(
             ctx.clone(),
-            config.watch_namespace,
+            config.watch_namespaces,
             config.alerting,
             shutdown.clone(),
         );
@@ -166,7 +166,7 @@ pub async fn bind(
 /// The controllers, the key snapshot and the alerting config, until `shutdown`.
 async fn act(
     ctx: Arc<Context>,
-    watch_namespace: Option<String>,
+    watch_namespaces: Vec<String>,
     alerting: Option<AlertingConfig>,
     shutdown: Shutdown,
 ) {
@@ -185,7 +185,7 @@ async fn act(
         }
     };
     futures::join!(
-        controller::run(ctx.clone(), watch_namespace, shutdown.clone()),
+        controller::run(ctx.clone(), watch_namespaces, shutdown.clone()),
         alerts,
         snapshot
     );

@@ -40,7 +40,7 @@ pub async fn run() {
             .create(&PostParams::default(), &t)
             .await
             .expect("create team");
-        let mut op = OperatorProcess::spawn(&bin, &fake, &["--watch-namespace", &ns], &log).await;
+        let mut op = OperatorProcess::spawn(&bin, &fake, &["--watch-namespaces", &ns], &log).await;
         let ready = tracker
             .wait(WAIT, WAIT, |t| t.teams_ready() == 1, |_| {})
             .await;

@@ -31,6 +31,7 @@ impl OperatorProcess {
             .args(args)
             .env("KUBECONFIG", testbed::kubeconfig_path())
             .env("ROUTERO_ADMIN_KEY", &fake.admin_key)
+            .env_remove("ROUTERO_WATCH_NAMESPACES")
             .env_remove("ROUTERO_WATCH_NAMESPACE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,7 +1,7 @@
 //! What every reconcile shares: the Kubernetes client, the gateway client, the event recorder and the settings.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -33,8 +33,9 @@ pub struct Context {
     pub readiness: Arc<Readiness>,
     /// The operator's keys as last listed on the gateway, sparing steady-state resyncs their reads.
     pub keys: KeySnapshot,
-    /// The RouteroKey controller's cache, once it runs: how many keys the operator manages.
-    pub key_cache: OnceLock<Store<RouteroKey>>,
+    /// The RouteroKey controllers' caches (one per watched namespace), once they run: how many keys the operator
+    /// manages.
+    pub key_cache: Mutex<Vec<Store<RouteroKey>>>,
     recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -58,7 +59,7 @@ impl Context {
             metrics: Arc::default(),
             readiness: Arc::default(),
             keys: KeySnapshot::default(),
-            key_cache: OnceLock::new(),
+            key_cache: Mutex::default(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
         }
@@ -97,9 +98,14 @@ impl Context {
         self.settings.admin_namespaces.iter().any(|a| a == ns)
     }
 
-    /// How many RouteroKeys the operator manages (0 until the key controller runs).
+    /// How many RouteroKeys the operator manages (0 until the key controllers run).
     pub fn managed_keys(&self) -> usize {
-        self.key_cache.get().map_or(0, |s| s.state().len())
+        self.key_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| s.state().len())
+            .sum()
     }
 
     pub fn regenerate_unsupported(&self) -> bool {

@@ -310,11 +310,43 @@ where
         .predicate_filter(predicate, Default::default())
 }
 
-/// Runs every controller until `shutdown` resolves.
+/// Runs every controller until `shutdown` resolves: one set for all namespaces, or, given `namespaces`, one set
+/// per namespace, each with namespaced watches and caches, so the operator needs no cluster-wide access.
 pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: Vec<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let (synced, pending): (Vec<_>, Vec<_>) = scopes
+        .iter()
+        .map(|_| tokio::sync::oneshot::channel())
+        .unzip();
+    let controllers = scopes
+        .into_iter()
+        .zip(synced)
+        .map(|(ns, tx)| run_in(ctx.clone(), ns, shutdown.clone(), tx));
+    // Ready once every namespace's caches hold their first full list (a dropped sender: its controllers stopped).
+    let all_synced = async {
+        let results = futures::future::join_all(pending).await;
+        if results.iter().all(Result::is_ok) {
+            tracing::info!("watch caches synced");
+            ctx.readiness.set_caches_synced();
+        }
+    };
+    futures::join!(futures::future::join_all(controllers), all_synced);
+}
+
+/// The three controllers over `namespace` (`None`: all); `synced_tx` is told once their caches are filled.
+async fn run_in(
     ctx: Arc<Context>,
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+    synced_tx: tokio::sync::oneshot::Sender<()>,
 ) {
     let ns = namespace.as_deref();
     let config = || controller::Config::default().concurrency(CONCURRENCY);
@@ -330,8 +362,11 @@ pub async fn run(
     .for_each(|r| log_result("RouteroTeam", r));
 
     let (key_cache, writer) = reflector::store::<RouteroKey>();
-    // Read by the key snapshot (how many keys the operator manages); set once per process.
-    let _ = ctx.key_cache.set(key_cache.clone());
+    // Read by the key snapshot (how many keys the operator manages, summed over the namespaces).
+    ctx.key_cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(key_cache.clone());
     let (store, member_store) = (key_cache.clone(), key_cache.clone());
     let keys = Controller::for_stream(changes(&ctx, ns, acted_on, Some(writer)), key_cache.clone())
         .with_config(config())
@@ -378,7 +413,7 @@ pub async fn run(
         ctx.clone(),
     )
     .for_each(|r| log_result("RouteroMember", r));
-    // Ready once every controller's cache holds its first full list (an error means the controller stopped first).
+    // Synced once every controller's cache holds its first full list (an error means the controller stopped first).
     let synced = async {
         let all = futures::future::try_join3(
             team_cache.wait_until_ready(),
@@ -386,8 +421,7 @@ pub async fn run(
             member_cache.wait_until_ready(),
         );
         if all.await.is_ok() {
-            tracing::info!("watch caches synced");
-            ctx.readiness.set_caches_synced();
+            let _ = synced_tx.send(());
         }
     };
     futures::join!(teams, keys, members, synced);

@@ -11,8 +11,26 @@ use crate::support::tools::{self, tool};
 /// The Kubernetes version the manifests are validated against: the test bed's API server is 1.36.
 const KUBERNETES_VERSION: &str = "1.36.0";
 
+/// The operator's own ClusterRole/Role name with the default values.
+const OPERATOR_ROLE: &str = "routero-routero-operator";
+
+/// The tenant persona ClusterRoles with the default values.
+const PERSONAS: [&str; 3] = [
+    "routero-routero-operator-view",
+    "routero-routero-operator-edit",
+    "routero-routero-operator-admin",
+];
+
 fn namespaced_values() -> String {
-    format!("{REQUIRED_VALUES}watchNamespace: teams\n")
+    format!("{REQUIRED_VALUES}watchNamespaces: [teams, platform]\n")
+}
+
+/// The object of `kind` named `name`.
+fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} among {:?}", kinds(objects)))
 }
 
 #[test]
@@ -82,7 +100,6 @@ fn every_optional_feature_renders() {
     let objects = render(ALL_FEATURES);
     for kind in [
         "ServiceAccount",
-        "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
         "Service",
@@ -92,6 +109,7 @@ fn every_optional_feature_renders() {
     ] {
         one(&objects, kind);
     }
+    named(&objects, "ClusterRole", OPERATOR_ROLE);
     let service = one(&objects, "Service");
     let monitor = one(&objects, "ServiceMonitor");
     assert_eq!(
@@ -157,6 +175,9 @@ fn defaults_leave_optional_features_off() {
         have,
         [
             "ClusterRole/routero-routero-operator",
+            "ClusterRole/routero-routero-operator-admin",
+            "ClusterRole/routero-routero-operator-edit",
+            "ClusterRole/routero-routero-operator-view",
             "ClusterRoleBinding/routero-routero-operator",
             "Deployment/routero-routero-operator",
             "Role/routero-routero-operator-leader-election",
@@ -344,32 +365,61 @@ fn rbac_has_no_wildcards_and_namespaced_mode_uses_roles_only() {
     let cluster = render(REQUIRED_VALUES);
     let namespaced = render(&namespaced_values());
     assert!(
-        !namespaced
-            .iter()
-            .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding"),
-        "namespaced mode renders no cluster-wide RBAC: {:?}",
+        !namespaced.iter().any(|o| o["kind"] == "ClusterRoleBinding"),
+        "namespaced mode binds nothing cluster-wide: {:?}",
         kinds(&namespaced)
     );
-    let role = namespaced
-        .iter()
-        .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "teams")
-        .expect("a Role in the watched namespace");
-    assert_eq!(
-        role["rules"],
-        one(&cluster, "ClusterRole")["rules"],
-        "the Role grants in its namespace exactly what the ClusterRole grants everywhere"
-    );
-    let binding = namespaced
-        .iter()
-        .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["namespace"] == "teams")
-        .expect("a RoleBinding in the watched namespace");
-    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
-    assert_eq!(binding["subjects"][0]["namespace"], RELEASE_NAMESPACE);
+    for role in namespaced.iter().filter(|o| o["kind"] == "ClusterRole") {
+        let name = role["metadata"]["name"].as_str().unwrap_or_default();
+        assert!(
+            PERSONAS.contains(&name),
+            "namespaced mode renders no ClusterRole for the operator, only the personas: {name}"
+        );
+    }
+    for ns in ["teams", "platform"] {
+        let role = namespaced
+            .iter()
+            .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == ns)
+            .unwrap_or_else(|| panic!("a Role in the watched namespace {ns}"));
+        assert_eq!(
+            role["rules"],
+            named(&cluster, "ClusterRole", OPERATOR_ROLE)["rules"],
+            "the Role grants in {ns} exactly what the ClusterRole grants everywhere"
+        );
+        let binding = namespaced
+            .iter()
+            .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["namespace"] == ns)
+            .unwrap_or_else(|| panic!("a RoleBinding in the watched namespace {ns}"));
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(binding["subjects"][0]["namespace"], RELEASE_NAMESPACE);
+        assert_eq!(
+            binding["subjects"][0]["name"],
+            one(&namespaced, "ServiceAccount")["metadata"]["name"]
+        );
+    }
     assert!(
         container_args(&namespaced)
             .iter()
-            .any(|a| a == "--watch-namespace=teams")
+            .any(|a| a == "--watch-namespaces=teams,platform")
     );
+
+    // The deprecated single namespace still narrows the watch, and joins the list.
+    let legacy = render(&format!(
+        "{REQUIRED_VALUES}watchNamespace: legacy\nwatchNamespaces: [teams, legacy]\n"
+    ));
+    assert!(
+        container_args(&legacy)
+            .iter()
+            .any(|a| a == "--watch-namespaces=legacy,teams"),
+        "{:?}",
+        container_args(&legacy)
+    );
+    let role_namespaces: Vec<&str> = legacy
+        .iter()
+        .filter(|o| o["kind"] == "Role" && o["metadata"]["name"] == OPERATOR_ROLE)
+        .filter_map(|o| o["metadata"]["namespace"].as_str())
+        .collect();
+    assert_eq!(role_namespaces, ["legacy", "teams"]);
 
     let no_leases = render(&format!(
         "{REQUIRED_VALUES}leaderElection: {{enabled: false}}\n"
@@ -387,9 +437,116 @@ fn rbac_has_no_wildcards_and_namespaced_mode_uses_roles_only() {
     );
 }
 
+/// (resource, verb) for every permission of the ClusterRole `name`, which must grant on routero.ai only.
+fn routero_grants(objects: &[Value], name: &str) -> Vec<(String, String)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s.as_str().expect("a string").to_owned())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for rule in named(objects, "ClusterRole", name)["rules"]
+        .as_array()
+        .expect("rules")
+    {
+        assert_eq!(
+            strings(&rule["apiGroups"]),
+            ["routero.ai"],
+            "{name} grants on routero.ai only"
+        );
+        for r in strings(&rule["resources"]) {
+            for v in strings(&rule["verbs"]) {
+                out.push((r.clone(), v));
+            }
+        }
+    }
+    out
+}
+
+/// The tenant personas, as cert-manager ships them: view reads the three kinds and aggregates into view, edit and
+/// admin; edit adds RouteroKey writes and aggregates into edit and admin; admin (every verb, status included) is
+/// aggregated into nothing, because a namespace admin is a tenant. tests/e2e/rbac.rs checks them on the API server.
+#[test]
+fn persona_roles_aggregate_as_cert_manager_does() {
+    let objects = render(REQUIRED_VALUES);
+    let aggregated_into = |name: &str| -> Vec<String> {
+        let labels = named(&objects, "ClusterRole", name)["metadata"]["labels"]
+            .as_object()
+            .expect("labels")
+            .clone();
+        let mut into: Vec<String> = labels
+            .iter()
+            .filter_map(|(k, v)| {
+                let to = k.strip_prefix("rbac.authorization.k8s.io/aggregate-to-")?;
+                assert_eq!(v, "true", "{name}: {k}");
+                Some(to.to_owned())
+            })
+            .collect();
+        into.sort();
+        into
+    };
+    let [view, edit, admin] = PERSONAS;
+    assert_eq!(aggregated_into(view), ["admin", "edit", "view"]);
+    assert_eq!(aggregated_into(edit), ["admin", "edit"]);
+    assert!(aggregated_into(admin).is_empty());
+
+    let reads = ["get", "list", "watch"];
+    let routero_kinds = ["routeroteams", "routerokeys", "routeromembers"];
+    let view_grants = routero_grants(&objects, view);
+    assert!(view_grants.iter().all(|(_, v)| reads.contains(&v.as_str())));
+    let edit_grants = routero_grants(&objects, edit);
+    for (r, v) in &edit_grants {
+        assert!(
+            reads.contains(&v.as_str()) || r == "routerokeys",
+            "{edit} writes only RouteroKeys: {r} {v}"
+        );
+        assert!(
+            routero_kinds.contains(&r.as_str()),
+            "{edit} grants no subresource: {r}"
+        );
+    }
+    let admin_grants = routero_grants(&objects, admin);
+    for r in routero_kinds
+        .iter()
+        .flat_map(|k| [k.to_string(), format!("{k}/status")])
+    {
+        for v in ["get", "update", "patch"] {
+            assert!(
+                admin_grants.contains(&(r.clone(), v.to_owned())),
+                "{admin} grants {v} on {r}"
+            );
+        }
+    }
+    for kind in routero_kinds {
+        for verb in ["create", "delete", "list", "watch"] {
+            assert!(admin_grants.contains(&(kind.to_owned(), verb.to_owned())));
+            if verb == "create" || verb == "delete" {
+                assert_eq!(
+                    edit_grants.contains(&(kind.to_owned(), verb.to_owned())),
+                    kind == "routerokeys",
+                    "{edit}: {verb} {kind}"
+                );
+            }
+        }
+    }
+
+    for off in ["rbac: {aggregatedRoles: false}", "rbac: {create: false}"] {
+        let objects = render(&format!("{REQUIRED_VALUES}{off}\n"));
+        assert!(
+            !objects
+                .iter()
+                .any(|o| PERSONAS.contains(&o["metadata"]["name"].as_str().unwrap_or_default())),
+            "{off} renders no persona: {:?}",
+            kinds(&objects)
+        );
+    }
+}
+
 #[test]
 fn schema_rejects_bad_values_naming_the_field() {
-    let cases: [(&str, String, &[&str]); 8] = [
+    let cases: [(&str, String, &[&str]); 10] = [
         (
             "a typo at the top",
             format!("{REQUIRED_VALUES}gatway:\n  url: http://x\n"),
@@ -420,6 +577,16 @@ fn schema_rejects_bad_values_naming_the_field() {
             "alerting without its Secret",
             format!("{REQUIRED_VALUES}alerting: {{enabled: true}}\n"),
             &["alerting", "slackWebhookSecret"],
+        ),
+        (
+            "a watched namespace that is not a namespace name",
+            format!("{REQUIRED_VALUES}watchNamespaces: [Team_A]\n"),
+            &["watchNamespaces"],
+        ),
+        (
+            "a typo inside rbac",
+            format!("{REQUIRED_VALUES}rbac: {{aggregatedRole: true}}\n"),
+            &["rbac", "aggregatedRole"],
         ),
         (
             "two replicas without leader election",

@@ -44,7 +44,7 @@ impl Replica {
         gateway.timeout = Duration::from_secs(5);
         let mut config = OperatorConfig {
             gateway,
-            watch_namespace: Some(ns.to_owned()),
+            watch_namespaces: vec![ns.to_owned()],
             admin_namespaces: vec!["routero-system".into()],
             resync: Duration::from_secs(300),
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),

@@ -1,9 +1,17 @@
-//! The chart's RBAC is exactly what the operator uses. The test bed authorizes everything (AlwaysAllow), so the
-//! real operator (leader election on) runs a full scenario through a client that records every request; each
-//! request becomes (apiGroup, resource[/subresource], verb), and that set is compared with the rules that
-//! `helm template` renders: everything used must be granted, and everything granted must be used or be on the
-//! allowlist below with its reason.
+//! The chart's RBAC is exactly what the operator uses, and holds on the API server.
+//! - The real operator (leader election on) runs a full scenario as the test bed's admin, through a client that
+//!   records every request; each request becomes (apiGroup, resource[/subresource], verb), and that set is compared
+//!   with the rules that `helm template` renders: everything used must be granted, and everything granted must be
+//!   used or be on the allowlist below with its reason.
+//! - The tenant personas, applied from `helm template`, give real 403s and allows to impersonated users bound to
+//!   Kubernetes' `view`, `edit` and `admin` roles (stand-ins: the test bed has no built-in roles).
+//! - With `watchNamespaces`, the real operator runs as the chart's ServiceAccount on the chart's Roles alone, and
+//!   is refused everywhere else.
+mod personas;
+mod watch_namespaces;
+
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -23,7 +31,7 @@ use crate::support::chart::{REQUIRED_VALUES, one, render};
 use crate::support::fake_gateway::FakeGateway;
 use crate::support::gateway_reader::GatewayReader;
 use crate::support::kube_recorder::{Recorded, recording_client};
-use crate::support::testbed::{self, GatewayTarget, wait_for};
+use crate::support::testbed::{self, GatewayTarget, kubectl, wait_for};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -138,6 +146,7 @@ struct ChartRbac {
 
 fn chart_rbac() -> ChartRbac {
     let objects = render(REQUIRED_VALUES);
+    let operator_role = &one(&objects, "ClusterRoleBinding")["roleRef"]["name"];
     let lease_role = objects
         .iter()
         .find(|o| {
@@ -147,19 +156,73 @@ fn chart_rbac() -> ChartRbac {
                     .is_some_and(|n| n.ends_with("-leader-election"))
         })
         .expect("the leader-election Role");
-    let args = &one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
-    let lease_name = args
-        .as_array()
-        .expect("args")
+    let lease_name = chart_arg(&objects, "--lease-name=").expect("--lease-name");
+    let cluster_role = objects
         .iter()
-        .find_map(|a| a.as_str()?.strip_prefix("--lease-name="))
-        .expect("--lease-name")
-        .to_owned();
+        .find(|o| o["kind"] == "ClusterRole" && &o["metadata"]["name"] == operator_role)
+        .expect("the operator's ClusterRole");
     ChartRbac {
-        cluster: grants(one(&objects, "ClusterRole")),
+        cluster: grants(cluster_role),
         leases: grants(lease_role),
         lease_name,
     }
+}
+
+/// The value of the Deployment's argument `prefix<value>`.
+fn chart_arg(objects: &[Value], prefix: &str) -> Option<String> {
+    one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .find_map(|a| Some(a.as_str()?.strip_prefix(prefix)?.to_owned()))
+}
+
+/// Server-side applies `objects` as the test bed's admin (idempotent: parallel tests may apply the same object).
+fn apply(objects: &[Value]) {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let (ok, out, err) = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=routero-tests",
+            "-f",
+            "-",
+        ],
+        Some(&list.to_string()),
+    );
+    assert!(ok, "kubectl apply failed: {err}{out}");
+}
+
+/// Asserts that the API server refused the request with 403 Forbidden (a result is never printed: it may hold a
+/// Secret).
+#[track_caller]
+fn assert_forbidden<T>(what: &str, result: kube::Result<T>) {
+    match result {
+        Err(kube::Error::Api(status)) if status.is_forbidden() => {}
+        Err(e) => panic!("{what}: expected 403 Forbidden, got {e}"),
+        Ok(_) => panic!("{what}: allowed, expected 403 Forbidden"),
+    }
+}
+
+/// Retries `call` while the API server answers 403: RBAC objects just applied reach its authorizer within moments.
+/// Once one allow is seen for an identity, its later 403s are the rules', not a stale cache's.
+async fn eventually_allowed<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    wait_for(what, Duration::from_secs(10), || {
+        let attempt = call();
+        async move {
+            match attempt.await {
+                Ok(v) => Some(v),
+                Err(kube::Error::Api(status)) if status.is_forbidden() => None,
+                Err(e) => panic!("{what}: {e}"),
+            }
+        }
+    })
+    .await
 }
 
 async fn create<K>(api: &Api<K>, kind: &str, name: &str, spec: Value)
@@ -218,12 +281,13 @@ async fn rotate(keys: &Api<RouteroKey>, secrets: &Api<Secret>, name: &str) -> St
     old
 }
 
-/// The real operator on `client`, watching `ns`, leading through the Lease `lease_name` in `ns` (which plays the
+/// The real operator on `client`, watching `watch`, leading through the Lease `lease_name` in `lease_ns` (the
 /// release namespace). Send on the returned channel to stop it gracefully.
 fn start_operator(
     client: &Client,
     target: &GatewayTarget,
-    ns: &str,
+    watch: &[String],
+    lease_ns: &str,
     lease_name: &str,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let config = OperatorConfig {
@@ -231,13 +295,13 @@ fn start_operator(
             target.url.clone(),
             AdminKey::Static(SecretString::from(target.admin_key.clone())),
         ),
-        watch_namespace: Some(ns.to_owned()),
+        watch_namespaces: watch.to_vec(),
         admin_namespaces: vec!["routero-system".into()],
         resync: Duration::from_secs(2),
         metrics_addr: None,
         leader_election: Some(LeaderElection {
             lease_name: lease_name.to_owned(),
-            lease_namespace: ns.to_owned(),
+            lease_namespace: lease_ns.to_owned(),
             identity: leader::default_identity(),
             lease_duration: Duration::from_secs(15),
         }),
@@ -266,7 +330,7 @@ async fn scenario(
     ns: &str,
     lease_name: &str,
 ) -> Vec<OwnerReference> {
-    let (stop, task) = start_operator(op_client, target, ns, lease_name);
+    let (stop, task) = start_operator(op_client, target, &[ns.to_owned()], ns, lease_name);
     let teams: Api<RouteroTeam> = Api::namespaced(client.clone(), ns);
     let members: Api<RouteroMember> = Api::namespaced(client.clone(), ns);
     let keys: Api<RouteroKey> = Api::namespaced(client.clone(), ns);

@@ -69,6 +69,18 @@ pub async fn client_for(path: &std::path::Path) -> Client {
     client
 }
 
+/// A client for the test bed acting as `user` in `groups`, by impersonation: the API server authorizes its requests
+/// by the RBAC bound to that identity, as it would a real user or ServiceAccount (the CRDs are not installed by it).
+pub async fn impersonating(user: &str, groups: &[&str]) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("read kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.to_owned());
+    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
+    Client::try_from(config).expect("client")
+}
+
 /// Server-side applies the CRDs generated from the Rust types and waits until they serve.
 async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -260,7 +272,7 @@ impl Operator {
         gw.timeout = opts.timeout;
         let config = OperatorConfig {
             gateway: gw,
-            watch_namespace: Some(namespace.to_owned()),
+            watch_namespaces: vec![namespace.to_owned()],
             admin_namespaces: opts.admin_namespaces,
             resync: opts.resync,
             metrics_addr: None,

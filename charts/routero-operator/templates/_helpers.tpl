@@ -47,13 +47,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "routero-operator.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
 
+{{/*
+The watched namespaces, comma-separated (empty: every namespace): watchNamespaces, plus the deprecated single
+watchNamespace when it is set.
+*/}}
+{{- define "routero-operator.watchNamespaces" -}}
+{{- $namespaces := .Values.watchNamespaces | default list }}
+{{- with .Values.watchNamespace }}
+{{- $namespaces = prepend $namespaces . }}
+{{- end }}
+{{- $namespaces | uniq | join "," }}
+{{- end }}
+
 {{- define "routero-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
 {{/*
 The rules the operator needs on the resources it watches. The same list serves the ClusterRole (all namespaces) and
-the Role (watchNamespace). Derived from the requests the operator really makes; tests/e2e/rbac.rs checks it.
+the Role in each of watchNamespaces. Derived from the requests the operator really makes; tests/e2e/rbac.rs checks it.
 */}}
 {{- define "routero-operator.rules" -}}
 # The three kinds: watched (list, watch), read one by one (get), finalizers added and removed (patch).
