@@ -27,8 +27,7 @@ const WAIT: Duration = Duration::from_secs(40);
 
 /// A key the admin made by hand, outside the operator: its raw value and hash. It works before the attack.
 async fn hand_made_key(gw: &GatewayReader, body: Value) -> (String, String) {
-    let (status, reply) = gw.post("/key/generate", body).await;
-    assert_eq!(status, 200, "{reply}");
+    let reply = admin_edit(gw, "/key/generate", body).await;
     let raw = reply["key"].as_str().expect("raw key").to_owned();
     assert_eq!(
         gw.status_with_key(&raw).await,
@@ -41,8 +40,7 @@ async fn hand_made_key(gw: &GatewayReader, body: Value) -> (String, String) {
 
 /// A team the admin made by hand with `/team/new` (a gateway-made UUID id): its id.
 async fn hand_made_team(gw: &GatewayReader, body: Value) -> String {
-    let (status, row) = gw.post("/team/new", body).await;
-    assert_eq!(status, 200, "{row}");
+    let row = admin_edit(gw, "/team/new", body).await;
     row["team_id"].as_str().expect("team_id").to_owned()
 }
 
@@ -50,14 +48,15 @@ async fn hand_made_team(gw: &GatewayReader, body: Value) -> String {
 async fn hand_made_user(gw: &GatewayReader, prefix: &str, role: &str) -> (String, String) {
     let user_id = format!("{prefix}-{}", suffix());
     let email = format!("{user_id}@company.com");
-    let (status, body) = gw
-        .post(
-            "/user/new",
-            json!({"user_id": user_id, "user_email": email, "user_role": role, "auto_create_key": false}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    admin_edit(gw, "/user/new", json!({"user_id": user_id, "user_email": email, "user_role": role, "auto_create_key": false})).await;
     (user_id, email)
+}
+
+/// An out-of-band change by the gateway admin (curl with the master key).
+async fn admin_edit(gw: &GatewayReader, path: &str, body: Value) -> Value {
+    let (status, reply) = gw.post(path, body).await;
+    assert_eq!(status, 200, "{path}: {reply}");
+    reply
 }
 
 /// The user's role and email as the gateway holds them.
@@ -101,18 +100,33 @@ where
     .await;
 }
 
-/// A status patch as a tenant with `routerokeys/status`-style rights would make it.
+/// A merge patch by the tenant of `spec` (as `kubectl apply` makes it: it bumps the generation, so the operator
+/// reconciles) or of `status` (forged, as a tenant with status rights can write it).
+async fn tenant_patch<K>(api: &Api<K>, name: &str, part: &str, value: Value)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let (pp, patch) = (PatchParams::default(), Patch::Merge(json!({ part: value })));
+    let result = if part == "status" {
+        api.patch_status(name, &pp, &patch).await
+    } else {
+        api.patch(name, &pp, &patch).await
+    };
+    result.unwrap_or_else(|e| panic!("tenant patches {part} of {name}: {e}"));
+}
+
 async fn forge_status<K>(api: &Api<K>, name: &str, status: Value)
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": status })),
-    )
-    .await
-    .expect("tenant patches status");
+    tenant_patch(api, name, "status", status).await;
+}
+
+async fn patch_spec<K>(api: &Api<K>, name: &str, spec: Value)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    tenant_patch(api, name, "spec", spec).await;
 }
 
 /// `Ready=True` conditions for the object's current generation, as a forged status would carry them.
@@ -297,22 +311,13 @@ async fn a_tenant_cannot_take_over_the_admins_user() {
     );
 
     // An adoptable-by marker does not hand over an admin either.
-    let (status, body) = bed
-        .gw
-        .post(
-            "/user/update",
-            json!({"user_id": boss, "metadata": {"routero.ai/adoptable-by": bed.ns}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    members
-        .patch(
-            "boss",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"maxBudget": 1}})),
-        )
-        .await
-        .expect("patch");
+    admin_edit(
+        &bed.gw,
+        "/user/update",
+        json!({"user_id": boss, "metadata": {"routero.ai/adoptable-by": bed.ns}}),
+    )
+    .await;
+    patch_spec(&members, "boss", json!({"maxBudget": 1})).await;
     wait_for("refused again for the new generation", WAIT, || async {
         let m = members.get("boss").await.ok()?;
         let c = condition(&m.status?.conditions, "Ready")?.clone();
@@ -405,14 +410,12 @@ async fn a_tenant_cannot_take_over_a_hand_made_team() {
     testbed::assert_events(&bed.client, &bed.ns, &["Forbidden"]).await;
 
     // Marked adoptable by another namespace: still refused here.
-    let (status, body) = bed
-        .gw
-        .post(
-            "/team/update",
-            json!({"team_id": victim, "metadata": {"routero.ai/adoptable-by": "some-other-namespace"}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    admin_edit(
+        &bed.gw,
+        "/team/update",
+        json!({"team_id": victim, "metadata": {"routero.ai/adoptable-by": "some-other-namespace"}}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(team_facts(&bed.gw, &victim).await, before);
     wait_reason_of(&bed.teams, "stolen", "Forbidden").await;
@@ -615,14 +618,12 @@ async fn a_forged_member_status_cannot_remove_people_from_other_teams() {
         json!({"team_alias": format!("board-{}", suffix())}),
     )
     .await;
-    let (status, body) = bed
-        .gw
-        .post(
-            "/team/member_add",
-            json!({"team_id": other, "member": {"role": "user", "user_id": lead}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    admin_edit(
+        &bed.gw,
+        "/team/member_add",
+        json!({"team_id": other, "member": {"role": "user", "user_id": lead}}),
+    )
+    .await;
     let in_other = || async {
         bed.gw.team(&other).await.expect("team")["members_with_roles"]
             .as_array()
@@ -630,14 +631,7 @@ async fn a_forged_member_status_cannot_remove_people_from_other_teams() {
     };
     assert!(in_other().await);
     forge_status(&members, "lead", json!({"teams": [bed.team_id, other]})).await;
-    members
-        .patch(
-            "lead",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"maxBudget": 5}})),
-        )
-        .await
-        .expect("patch");
+    patch_spec(&members, "lead", json!({"maxBudget": 5})).await;
     let m = wait_ready_of(&members, "lead").await;
     assert_eq!(m.status.expect("status").teams, vec![bed.team_id.clone()]);
     assert!(in_other().await, "still in the team an admin added them to");
@@ -709,8 +703,7 @@ async fn wiped_owner_markers_do_not_dodge_deprovisioning() {
             json!({"team_id": bed.team_id, "metadata": wiped}),
         ),
     ] {
-        let (status, reply) = bed.gw.post(path, body).await;
-        assert_eq!(status, 200, "{path}: {reply}");
+        admin_edit(&bed.gw, path, body).await;
     }
     let owner = |row: Value| row["metadata"]["routero.ai/owner"].clone();
     assert_eq!(owner(bed.gw.key(&hash).await.expect("key")), Value::Null);
@@ -771,14 +764,12 @@ async fn a_user_marked_adoptable_is_adopted_only_by_that_namespace() {
     let bed = Bed::new(GatewayTarget::litellm(), "t-adopt", json!({})).await;
     let (user, email) = hand_made_user(&bed.gw, "analyst", "internal_user").await;
     let members: Api<RouteroMember> = Api::namespaced(bed.client.clone(), &bed.ns);
-    let (status, body) = bed
-        .gw
-        .post(
-            "/user/update",
-            json!({"user_id": user, "metadata": {"routero.ai/adoptable-by": "another-namespace"}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    admin_edit(
+        &bed.gw,
+        "/user/update",
+        json!({"user_id": user, "metadata": {"routero.ai/adoptable-by": "another-namespace"}}),
+    )
+    .await;
     create_member(
         &members,
         "analyst",
@@ -791,14 +782,12 @@ async fn a_user_marked_adoptable_is_adopted_only_by_that_namespace() {
         json!("internal_user"),
         "untouched"
     );
-    let (status, body) = bed
-        .gw
-        .post(
-            "/user/update",
-            json!({"user_id": user, "metadata": {"routero.ai/adoptable-by": bed.ns}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    admin_edit(
+        &bed.gw,
+        "/user/update",
+        json!({"user_id": user, "metadata": {"routero.ai/adoptable-by": bed.ns}}),
+    )
+    .await;
     ready_member(&members, "analyst").await;
     let u = bed.gw.user(&user).await.expect("user");
     assert_eq!(u["user_info"]["user_role"], "internal_user_viewer");
@@ -863,22 +852,13 @@ async fn a_tenant_cannot_demote_or_delete_a_user_an_admin_promoted() {
     let lead = format!("lead-{}@company.com", suffix());
     create_member(&members, "lead", json!({"email": lead})).await;
     ready_member(&members, "lead").await;
-    let (status, body) = bed
-        .gw
-        .post(
-            "/user/update",
-            json!({"user_id": lead, "user_role": "proxy_admin"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    members
-        .patch(
-            "lead",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"maxBudget": 3}})),
-        )
-        .await
-        .expect("patch");
+    admin_edit(
+        &bed.gw,
+        "/user/update",
+        json!({"user_id": lead, "user_role": "proxy_admin"}),
+    )
+    .await;
+    patch_spec(&members, "lead", json!({"maxBudget": 3})).await;
     let m = member_reason(&members, "lead", "Forbidden").await;
     let message = m.status.expect("status").conditions[0].message.clone();
     assert!(message.contains("admin role"), "{message}");
