@@ -9,7 +9,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 use rand::Rng;
 
-use super::snapshot::KeySnapshot;
+use super::snapshot::{KeySnapshot, Markers};
 use crate::crd::RouteroKey;
 use crate::gateway::Gateway;
 use crate::health::Readiness;
@@ -33,6 +33,8 @@ pub struct Context {
     pub readiness: Arc<Readiness>,
     /// The operator's keys as last listed on the gateway, sparing steady-state resyncs their reads.
     pub keys: KeySnapshot,
+    /// Gateway teams' and users' owner markers as last read, sparing a key's ownership check its reads.
+    pub markers: Markers,
     /// The RouteroKey controllers' caches (one per watched namespace), once they run: how many keys the operator
     /// manages.
     pub key_cache: Mutex<Vec<Store<RouteroKey>>>,
@@ -59,6 +61,7 @@ impl Context {
             metrics: Arc::default(),
             readiness: Arc::default(),
             keys: KeySnapshot::default(),
+            markers: Markers::default(),
             key_cache: Mutex::default(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),

@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::context::Context;
 use super::duration;
 use super::key_value::{KeyValue, short_id};
-use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update};
+use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update, owner_id};
 use super::provenance;
 use super::rotation;
 use super::secret::{self, Intent, IntentKind};
@@ -468,20 +468,15 @@ impl<'a> Keys<'a> {
     /// Before a key is issued into the scope: the gateway team, and the user of a per-person key, must carry the owner
     /// markers of exactly this key's RouteroTeam and RouteroMember. `None` when they do; else why not.
     async fn verify(&self, scope: &Scope) -> Result<Option<Outcome>> {
-        let gw = &self.ctx.gateway;
-        let team = gw.team_info(&scope.team_id).await?;
-        match team {
+        let want = owner_id("RouteroTeam", &self.ns, &scope.team);
+        match self.marker("team", &scope.team_id).await? {
             None => {
                 return Ok(Some(Outcome::blocked(
                     "TeamNotReady",
                     format!("RouteroTeam '{}' has no gateway team yet", scope.team),
                 )));
             }
-            Some(t)
-                if !self
-                    .owner
-                    .names(t.metadata.as_ref(), "RouteroTeam", &scope.team) =>
-            {
+            Some(owner) if owner.as_deref() != Some(want.as_str()) => {
                 return Ok(Some(Outcome::blocked(
                     "Forbidden",
                     format!(
@@ -493,18 +488,15 @@ impl<'a> Keys<'a> {
             Some(_) => {}
         }
         if let Some((member, user_id)) = &scope.member {
-            match gw.user_info(user_id).await? {
+            let want = owner_id("RouteroMember", &self.ns, member);
+            match self.marker("user", user_id).await? {
                 None => {
                     return Ok(Some(Outcome::blocked(
                         "MemberNotReady",
                         format!("RouteroMember '{member}' has no gateway user yet"),
                     )));
                 }
-                Some(u)
-                    if !self
-                        .owner
-                        .names(u.metadata.as_ref(), "RouteroMember", member) =>
-                {
+                Some(owner) if owner.as_deref() != Some(want.as_str()) => {
                     return Ok(Some(Outcome::blocked(
                         "Forbidden",
                         format!(
@@ -516,6 +508,30 @@ impl<'a> Keys<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// The owner marker of gateway `team` or `user` `id` (`None`: there is no such object), from the markers the
+    /// operator read recently, else read live and recorded.
+    async fn marker(&self, kind: &'static str, id: &str) -> Result<Option<Option<String>>> {
+        let max_age = snapshot::max_age(self.ctx.settings.resync);
+        if let Some(owner) = self.ctx.markers.owner(kind, id, max_age) {
+            return Ok(Some(owner));
+        }
+        let gw = &self.ctx.gateway;
+        let metadata = match kind {
+            "team" => gw.team_info(id).await?.map(|t| t.metadata),
+            _ => gw.user_info(id).await?.map(|u| u.metadata),
+        };
+        let Some(metadata) = metadata else {
+            return Ok(None);
+        };
+        self.ctx.markers.record(kind, id, metadata.as_ref());
+        let owner = metadata
+            .as_ref()
+            .and_then(|m| m.get(super::ownership::OWNER_KEY))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        Ok(Some(owner))
     }
 
     /// A warning Event for a refusal, once per reason (a refusal repeated at every resync is announced once).
@@ -941,7 +957,23 @@ impl<'a> Keys<'a> {
                 };
                 let req = self.generate_request(&intent.next, &alias, scope);
                 match gw.key_generate(&req, &self.actor).await {
-                    Ok(()) => {}
+                    Ok(reply) => match registered(&reply, &hash, &req) {
+                        // A value chosen in this pass was never sent before, so the gateway cannot be echoing an
+                        // earlier request: a reply naming its hash, alias and team proves the row was created.
+                        Registration::Proven if fresh => confirmed = Some(reply),
+                        Registration::Proven => {}
+                        // The gateway made a key of its own choosing (it ignored our value): nobody holds it,
+                        // so it is revoked, never leaked; the pass fails and is retried.
+                        Registration::Ignored(token) => {
+                            gw.key_delete(&token, &self.actor).await?;
+                            return Err(Error::Gateway(GatewayError::Api {
+                                status: 500,
+                                message: "the gateway registered a key value other than the one sent; revoked it, will retry".into(),
+                                retry_after: None,
+                            }));
+                        }
+                        Registration::Unproven => {}
+                    },
                     // The alias is taken: by this very value (registered by an earlier attempt; the gateway checks the
                     // alias before the secret), or by a stale key of ours, which is revoked, or by someone else.
                     Err(GatewayError::Api {
@@ -956,14 +988,17 @@ impl<'a> Keys<'a> {
                                     "Conflict", conflict,
                                 )));
                             }
+                            // A retry after "alias already exists" is confirmed by reading, whatever it answers.
                             gw.key_generate(&req, &self.actor).await?;
                         }
                     }
                     Err(e) => self.confirm_after_error(&hash, e).await?,
                 }
             }
-            // A 200 proves nothing (a repeated secret is accepted without a row): only /key/info does.
-            confirmed = gw.key_info(&hash).await?;
+            // Otherwise a 200 proves nothing (a repeated secret is accepted without a row): only /key/info does.
+            if confirmed.is_none() {
+                confirmed = gw.key_info(&hash).await?;
+            }
             if confirmed.is_none() {
                 return Err(Error::Gateway(GatewayError::Api {
                     status: 500,
@@ -999,12 +1034,12 @@ impl<'a> Keys<'a> {
             state.remove(secret::RETIRING_KEY);
             state.remove(secret::RETIRE_AFTER);
         }
+        let confirmed = confirmed.unwrap_or_default();
+        // The pass this Secret write triggers finds the key here instead of reading it again.
+        self.ctx.keys.remember(&hash, &confirmed);
         let written = self.write_workload(workload, &intent.next, &state).await?;
         self.delete_secret(&secret::pending_name(self.key)).await?;
-        Ok(Resolved::Done(Box::new((
-            written,
-            confirmed.unwrap_or_default(),
-        ))))
+        Ok(Resolved::Done(Box::new((written, confirmed))))
     }
 
     /// After a failed register call whose outcome is unknown (lost reply, 5xx): the key may exist anyway.
@@ -1284,6 +1319,29 @@ impl<'a> Keys<'a> {
         if let Err(e) = apply_status(&api, key, key.status.as_ref(), &status).await {
             tracing::warn!(key = self.owner.id, error = %e, "could not write status");
         }
+    }
+}
+
+/// What a 200 from `/key/generate` says about the value sent.
+enum Registration {
+    /// The reply names the value's hash, with the alias and team sent.
+    Proven,
+    /// The reply names another key: the gateway made one of its own.
+    Ignored(String),
+    /// The reply says too little (no token, or another alias or team): confirm by reading.
+    Unproven,
+}
+
+fn registered(reply: &KeyRow, hash: &str, req: &KeyGenerate) -> Registration {
+    match reply.token.as_deref() {
+        Some(t) if t != hash => Registration::Ignored(t.to_owned()),
+        Some(_)
+            if reply.key_alias.as_deref() == Some(req.key_alias.as_str())
+                && reply.team_id.as_deref() == Some(req.team_id.as_str()) =>
+        {
+            Registration::Proven
+        }
+        _ => Registration::Unproven,
     }
 }
 

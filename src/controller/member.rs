@@ -257,6 +257,10 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
         }
     };
 
+    // The user is ours now (created, adopted or restored): a per-person key's ownership check reads this.
+    ctx.markers
+        .record_owner("user", &user_id, Some(owner.id.clone()));
+
     // Memberships: add or change the ones in spec, remove the ones this resource added earlier and no longer wants.
     for m in &wanted {
         let role = match m.role {
@@ -397,6 +401,7 @@ async fn cleanup(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     let user_id = member.user_id();
     let id = user_id.as_str();
     let ns = member.namespace().unwrap_or_default();
+    ctx.markers.forget("user", id);
     let proven = provenance::proven(ctx, &Owner::of(member)?, "user", id, proofs(member)).await?;
     let read = async {
         let Some(user) = ctx.gateway.user_info(id).await? else {

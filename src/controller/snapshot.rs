@@ -19,16 +19,12 @@ use crate::gateway::{Gateway, GatewayError};
 /// More pages than any gateway has: a walk that gets here is not converging (keys created faster than listed).
 const MAX_PAGES: u32 = 10_000;
 
+/// Keys carrying an ownership marker, by hash, each with the time it was seen: a listing's start for listed rows,
+/// the confirming reply for a key the operator just registered. One map, updated in place page by page, so a new
+/// listing never holds a second copy of the snapshot.
 #[derive(Default)]
 pub struct KeySnapshot {
-    taken: RwLock<Option<Taken>>,
-}
-
-struct Taken {
-    /// When the walk started: rows can be no older than this.
-    at: Instant,
-    /// Keys carrying an ownership marker, by hash.
-    rows: HashMap<String, Listed>,
+    rows: RwLock<HashMap<String, (Listed, Instant)>>,
 }
 
 /// The fields of a listed key that a resync compares, without the rest of the row: a full row's metadata map alone
@@ -97,47 +93,120 @@ impl Listed {
 }
 
 impl KeySnapshot {
-    /// The row of key `hash` from a snapshot started less than `max_age` ago.
+    /// The row of key `hash`, if it was seen less than `max_age` ago.
     pub fn row(&self, hash: &str, max_age: Duration) -> Option<KeyRow> {
-        let taken = self.taken.read().unwrap_or_else(|p| p.into_inner());
-        let taken = taken.as_ref().filter(|t| t.at.elapsed() < max_age)?;
-        taken.rows.get(hash).map(|l| l.row(hash))
+        let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
+        rows.get(hash)
+            .filter(|(_, at)| at.elapsed() < max_age)
+            .map(|(l, _)| l.row(hash))
     }
 
-    /// How many keys the current snapshot holds (for logs and tests).
+    /// Records a key the operator has just confirmed on the gateway (from the registering reply or a live read), so
+    /// the pass its own Secret write triggers finds it without reading it again.
+    pub fn remember(&self, hash: &str, row: &KeyRow) {
+        let listed = Listed::of(row.clone());
+        self.rows
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash.to_owned(), (listed, Instant::now()));
+    }
+
+    /// Forgets a key the operator revoked, or found changed.
+    pub fn forget(&self, hash: &str) {
+        self.rows
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+
+    /// How many keys the snapshot holds (for logs and tests).
     fn len(&self) -> usize {
-        let taken = self.taken.read().unwrap_or_else(|p| p.into_inner());
-        taken.as_ref().map_or(0, |t| t.rows.len())
+        self.rows.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    fn replace(&self, at: Instant, rows: HashMap<String, Listed>) {
-        *self.taken.write().unwrap_or_else(|p| p.into_inner()) = Some(Taken { at, rows });
+    fn insert_page(&self, at: Instant, page: impl Iterator<Item = (String, Listed)>) {
+        let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
+        for (hash, listed) in page {
+            // A row remembered after this walk started is newer than the listing's.
+            if rows.get(&hash).is_none_or(|(_, seen)| *seen <= at) {
+                rows.insert(hash, (listed, at));
+            }
+        }
     }
 
-    fn clear(&self) {
-        *self.taken.write().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Drops the rows seen before `at`: after a complete walk that started at `at`, those keys are gone.
+    fn drop_older(&self, at: Instant) {
+        self.rows
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, seen)| *seen >= at);
     }
 
     /// Lists every live key on the gateway and keeps ours, when that is cheaper than reading each of the `ours`
-    /// keys the operator manages (`Ok(false)` and no snapshot when it is not: a gateway shared with many keys made
-    /// elsewhere). On failure the old snapshot is dropped, so resyncs fall back to live reads rather than trust rows
-    /// that are getting older.
+    /// keys the operator manages (`Ok(false)` when it is not: a gateway shared with many keys made elsewhere). Rows
+    /// that a failed or skipped walk did not renew age out through `max_age`.
     pub async fn refresh(&self, gateway: &Gateway, ours: usize) -> Result<bool, GatewayError> {
         let at = Instant::now();
-        match walk(gateway, ours).await {
-            Ok(Some(rows)) => {
-                self.replace(at, rows);
-                Ok(true)
+        for page in 1..=MAX_PAGES {
+            let list = gateway.keys_page(page).await?;
+            if page == 1 && !worth_listing(list.total_pages.unwrap_or(1).max(1), ours) {
+                return Ok(false);
             }
-            Ok(None) => {
-                self.clear();
-                Ok(false)
-            }
-            Err(e) => {
-                self.clear();
-                Err(e)
+            let last = list.keys.len() < 100 || list.total_pages.is_some_and(|t| page >= t);
+            self.insert_page(at, keep(list.keys));
+            if last {
+                self.drop_older(at);
+                return Ok(true);
             }
         }
+        Ok(true)
+    }
+}
+
+/// Gateway teams' and users' owner markers as the operator last read them, so that issuing a key into a team (or
+/// for a person) need not read the team again each time: the team and member controllers record what they read,
+/// and a key's ownership check uses an entry younger than the snapshot's `max_age`, else reads live and records it.
+/// Only the gateway admin changes a marker the operator set, so an entry can be wrong for at most that long.
+#[derive(Default)]
+pub struct Markers {
+    seen: RwLock<HashMap<(&'static str, String), Seen>>,
+}
+
+/// An owner marker (`None`: the object had none) and when it was read.
+type Seen = (Option<String>, Instant);
+
+impl Markers {
+    pub fn record(&self, kind: &'static str, id: &str, metadata: Option<&Metadata>) {
+        let owner = metadata
+            .and_then(|m| m.get(OWNER_KEY))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.record_owner(kind, id, owner);
+    }
+
+    /// Records the owner marker the object carries now (after the operator wrote it).
+    pub fn record_owner(&self, kind: &'static str, id: &str, owner: Option<String>) {
+        self.seen
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((kind, id.to_owned()), (owner, Instant::now()));
+    }
+
+    /// The owner marker of `kind` `id` (`Some(None)`: it had none), if read less than `max_age` ago.
+    pub fn owner(&self, kind: &'static str, id: &str, max_age: Duration) -> Option<Option<String>> {
+        self.seen
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(kind, id.to_owned()))
+            .filter(|(_, at)| at.elapsed() < max_age)
+            .map(|(o, _)| o.clone())
+    }
+
+    pub fn forget(&self, kind: &'static str, id: &str) {
+        self.seen
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(kind, id.to_owned()));
     }
 }
 
@@ -147,27 +216,6 @@ fn worth_listing(pages: u32, ours: usize) -> bool {
         .ok()
         .and_then(|p| p.checked_mul(2))
         .is_some_and(|calls| calls <= ours)
-}
-
-/// Every live key of ours (carrying an ownership marker), by hash, kept page by page in compact form; `None` when
-/// the first page shows the walk would cost more than reading the operator's `ours` keys one by one.
-async fn walk(
-    gateway: &Gateway,
-    ours: usize,
-) -> Result<Option<HashMap<String, Listed>>, GatewayError> {
-    let mut rows = HashMap::new();
-    for page in 1..=MAX_PAGES {
-        let list = gateway.keys_page(page).await?;
-        if page == 1 && !worth_listing(list.total_pages.unwrap_or(1).max(1), ours) {
-            return Ok(None);
-        }
-        let last = list.keys.len() < 100 || list.total_pages.is_some_and(|t| page >= t);
-        rows.extend(keep(list.keys));
-        if last {
-            break;
-        }
-    }
-    Ok(Some(rows))
 }
 
 fn keep(rows: Vec<KeyRow>) -> impl Iterator<Item = (String, Listed)> {
@@ -194,6 +242,10 @@ pub async fn run(
     loop {
         tokio::time::sleep(wait).await;
         wait = period;
+        // Rows no walk renewed (keys gone, or listing skipped) are of no use once too old to be read.
+        if let Some(stale) = Instant::now().checked_sub(resync.saturating_mul(2)) {
+            snapshot.drop_older(stale);
+        }
         match snapshot.refresh(gateway, ours()).await {
             Ok(true) => {
                 tracing::debug!(listed = snapshot.len(), "refreshed the key snapshot")
@@ -249,10 +301,8 @@ mod tests {
     fn keeps_only_our_keys_and_only_while_fresh() {
         let snapshot = KeySnapshot::default();
         assert!(snapshot.row("a", Duration::from_secs(60)).is_none());
-        snapshot.replace(
-            Instant::now(),
-            keep(vec![row("a", true), row("b", false)]).collect(),
-        );
+        let at = Instant::now();
+        snapshot.insert_page(at, keep(vec![row("a", true), row("b", false)]));
         assert_eq!(snapshot.len(), 1);
         let a = snapshot.row("a", Duration::from_secs(60)).expect("a");
         // What a resync compares survives the compact form.
@@ -267,7 +317,11 @@ mod tests {
         assert!(snapshot.row("b", Duration::from_secs(60)).is_none());
         // Too old: not used at all.
         assert!(snapshot.row("a", Duration::ZERO).is_none());
-        snapshot.clear();
+        // A key the operator just confirmed is found at once, and a later walk that no longer lists "a" drops it.
+        snapshot.remember("c", &row("c", true));
+        assert!(snapshot.row("c", Duration::from_secs(60)).is_some());
+        snapshot.drop_older(Instant::now());
         assert!(snapshot.row("a", Duration::from_secs(60)).is_none());
+        assert_eq!(snapshot.len(), 0);
     }
 }

@@ -38,7 +38,11 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
     let actor = owner.actor();
     let gw = &ctx.gateway;
 
-    let (outcome, row) = match gw.team_info(&team_id).await? {
+    let observed = gw.team_info(&team_id).await?;
+    if let Some(t) = &observed {
+        ctx.markers.record("team", &team_id, t.metadata.as_ref());
+    }
+    let (outcome, row) = match observed {
         None => {
             let row = match gw
                 .team_new(&create_request(&team.spec, &team_id, &owner), &actor)
@@ -124,6 +128,10 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
             }
         },
     };
+    // What the gateway holds after this pass (created, adopted or updated): a key's ownership check reads it.
+    if let Some(r) = &row {
+        ctx.markers.record("team", &team_id, r.metadata.as_ref());
+    }
     report(&api, team, ctx, row.as_ref(), outcome).await;
     Ok(Action::requeue(ctx.resync_after()))
 }
@@ -132,6 +140,8 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
 async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
     let team_id = team.team_id();
     let id = team_id.as_str();
+    // A team on its way out is no longer a place to issue keys into, whatever was read of it.
+    ctx.markers.forget("team", id);
     let proven = provenance::proven(ctx, &Owner::of(team)?, "team", id, proofs(team)).await?;
     super::release(
         team,

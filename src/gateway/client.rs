@@ -392,12 +392,16 @@ impl Gateway {
 
     // ---- keys ----
 
-    /// Registers an operator-chosen key. A 200 proves nothing (a repeated secret is accepted without a row):
-    /// confirm with [`Gateway::key_info`].
-    pub async fn key_generate(&self, req: &KeyGenerate, actor: &str) -> Result<(), GatewayError> {
-        self.post::<_, Value>("/key/generate", req, Repeat::Never, actor)
+    /// Registers an operator-chosen key and returns the reply's row (its `token` is the registered key's hash). A
+    /// 200 alone proves nothing (a repeated secret is accepted without a row): the caller decides when the reply is
+    /// proof enough, and otherwise confirms with [`Gateway::key_info`]. The reply's raw `key` is not kept.
+    pub async fn key_generate(
+        &self,
+        req: &KeyGenerate,
+        actor: &str,
+    ) -> Result<KeyRow, GatewayError> {
+        self.post::<_, KeyRow>("/key/generate", req, Repeat::Never, actor)
             .await
-            .map(drop)
     }
 
     /// The live key with this SHA-256 hash, or `None`. The gateway answers 200 for a deleted key too (from its

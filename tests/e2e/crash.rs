@@ -52,6 +52,82 @@ async fn lost_reply_on_generate() {
     bed.stop().await;
 }
 
+/// Issuance at one call: a freshly chosen value whose registering reply names its hash is not read back. The
+/// crash cases below show where the reply is not proof enough.
+#[tokio::test]
+async fn a_fresh_key_costs_one_gateway_call() {
+    let fake = FakeGateway::start().await;
+    let bed = bed(&fake, "crash-fast").await;
+    fake.reset_counts();
+    bed.create_key("api", json!({"teamRef": {"name": "team"}}))
+        .await;
+    assert_settled(&bed, &fake, "api").await;
+    // Let the pass that the workload Secret's creation triggers run too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.count("POST /key/generate"), 1, "{:?}", fake.counts());
+    assert_eq!(fake.count("GET /key/info"), 0, "{:?}", fake.counts());
+    // The team's ownership check used what the team controller read: no call per key.
+    assert_eq!(fake.count("GET /team/info"), 0, "{:?}", fake.counts());
+    bed.stop().await;
+}
+
+/// A gateway that ignores the chosen value answers 200 with a key of its own: that key is found by its token and
+/// revoked (nobody holds its value), and the next try registers ours.
+#[tokio::test]
+async fn a_reply_for_another_key_value_is_revoked_not_leaked() {
+    let fake = FakeGateway::start().await;
+    let bed = bed(&fake, "crash-ignored").await;
+    fake.fail(Fault::once("POST /key/generate", FaultKind::IgnoreKeyValue));
+    bed.create_key("api", json!({"teamRef": {"name": "team"}}))
+        .await;
+    let value = assert_settled(&bed, &fake, "api").await;
+    assert!(fake.count("POST /key/generate") >= 2);
+    let revoked = fake.deleted_keys();
+    assert_eq!(
+        revoked.len(),
+        1,
+        "the gateway's own key was revoked: {revoked:?}"
+    );
+    assert_ne!(revoked[0]["token"], sha256_hex(&value));
+    bed.stop().await;
+}
+
+/// "Alias already exists" on the very first try: a stale key of this resource holds the alias (here, made with its
+/// markers out of band). It is revoked, ours registered, and the retry is confirmed by a read.
+#[tokio::test]
+async fn alias_taken_on_the_first_try_by_a_stale_key_of_ours() {
+    let fake = FakeGateway::start().await;
+    let bed = bed(&fake, "crash-alias").await;
+    let alias = format!("{}.api", bed.ns);
+    let stale = format!("sk-stale-{}", crate::support::testbed::suffix());
+    let (status, body) = bed
+        .gw
+        .post(
+            "/key/generate",
+            json!({"key": stale, "key_alias": alias, "team_id": bed.team_id,
+                   "metadata": {"routero.ai/owner": format!("RouteroKey/{}/api", bed.ns)}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    fake.reset_counts();
+    bed.create_key("api", json!({"teamRef": {"name": "team"}}))
+        .await;
+    let value = assert_settled(&bed, &fake, "api").await;
+    assert_ne!(value, stale);
+    assert!(
+        bed.gw
+            .key(&sha256_hex(&stale))
+            .await
+            .is_none_or(|k| k["status"] == "deleted"),
+        "stale key revoked"
+    );
+    assert!(
+        fake.count("GET /key/info") >= 1,
+        "the retry was confirmed by a read"
+    );
+    bed.stop().await;
+}
+
 #[tokio::test]
 async fn stopped_between_persisting_and_registering() {
     let fake = FakeGateway::start().await;

@@ -75,6 +75,9 @@ pub enum FaultKind {
     LoseResponse,
     /// Extra latency on matching requests; the request is then handled normally.
     Latency(Duration),
+    /// `/key/generate` without the caller's `key`: the gateway makes a key of its own, as a gateway that ignored
+    /// the chosen value would, and answers 200 with that key's token.
+    IgnoreKeyValue,
 }
 
 impl Fault {
@@ -631,12 +634,27 @@ async fn handle(
     let query: HashMap<String, String> = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
         .map(|Query(pairs)| pairs.into_iter().collect())
         .unwrap_or_default();
+    let bytes = match fault {
+        Some(FaultKind::IgnoreKeyValue) => without_key(&bytes),
+        _ => bytes,
+    };
     let out = inner.serve(&route, &parts.headers, &query, &bytes);
     if fault == Some(FaultKind::LoseResponse) {
         // The state change is committed; now break the connection so the reply never arrives.
         conn.kill.store(true, Ordering::SeqCst);
     }
     respond(out)
+}
+
+/// The JSON body without its `key` field.
+fn without_key(bytes: &axum::body::Bytes) -> axum::body::Bytes {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(mut body)) => {
+            body.remove("key");
+            axum::body::Bytes::from(Value::Object(body).to_string())
+        }
+        _ => bytes.clone(),
+    }
 }
 
 fn respond((status, body): Out) -> Response {
