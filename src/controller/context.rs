@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::{Client, Resource};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::PostParams;
+use kube::{Api, Client, Resource};
 use rand::Rng;
 
 use super::snapshot::{KeySnapshot, Markers};
@@ -39,6 +41,8 @@ pub struct Context {
     /// manages.
     pub key_cache: Mutex<Vec<Store<RouteroKey>>>,
     recorder: Recorder,
+    /// This replica's name in Events (`reportingInstance`).
+    instance: String,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The gateway answered that regenerate is licence-gated: `Auto` rotations go straight to Recreate.
@@ -46,15 +50,19 @@ pub struct Context {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The `reportingController` of every Event.
+const REPORTER: &str = "routero-operator";
 
 impl Context {
     pub fn new(client: Client, gateway: Arc<Gateway>, settings: Settings) -> Self {
+        let instance = std::env::var("POD_NAME").unwrap_or_else(|_| REPORTER.into());
         let reporter = Reporter {
-            controller: "routero-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
+            controller: REPORTER.into(),
+            instance: Some(instance.clone()),
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            instance,
             client,
             gateway,
             settings,
@@ -145,8 +153,49 @@ impl Context {
             action: reason.into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        let reference = obj.object_ref(&());
+        // kube's Recorder keeps every Event it publishes for minutes, to count repeats as a series, and scans that
+        // cache on each publish. Warnings repeat (a conflict, an outage), so they go through it; the Normal Events
+        // (Issued, Rotated, Updated, ...) are one-offs, and 10,000 keys' worth of them would only fill the cache.
+        let published = if warning {
+            self.recorder.publish(&ev, &reference).await
+        } else {
+            self.create_event(&ev, reference).await
+        };
+        if let Err(e) = published {
             tracing::warn!(error = %e, reason, "could not record event");
         }
+    }
+
+    /// Creates a one-off events.k8s.io Event, shaped as kube's Recorder shapes them, without caching it.
+    async fn create_event(&self, ev: &Event, reference: ObjectReference) -> Result<(), kube::Error> {
+        use k8s_openapi::api::events::v1::Event as K8sEvent;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+        let now = jiff::Timestamp::now();
+        let ns = reference.namespace.clone().unwrap_or_else(|| "default".into());
+        let event = K8sEvent {
+            action: Some(ev.action.clone()),
+            reason: Some(ev.reason.clone()),
+            note: ev.note.clone(),
+            event_time: Some(MicroTime(now)),
+            metadata: ObjectMeta {
+                namespace: Some(ns.clone()),
+                name: Some(format!(
+                    "{}.{:x}",
+                    reference.name.as_deref().unwrap_or(REPORTER),
+                    now.as_nanosecond()
+                )),
+                ..ObjectMeta::default()
+            },
+            regarding: Some(reference),
+            reporting_controller: Some(REPORTER.into()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some("Normal".into()),
+            ..K8sEvent::default()
+        };
+        Api::<K8sEvent>::namespaced(self.client.clone(), &ns)
+            .create(&PostParams::default(), &event)
+            .await
+            .map(drop)
     }
 }
