@@ -4,18 +4,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::PostParams;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
 use rand::Rng;
 
 use super::snapshot::{KeySnapshot, Markers};
-use crate::crd::RouteroKey;
+use crate::crd::{RouteroKey, RouteroMember, RouteroTeam};
 use crate::gateway::Gateway;
 use crate::health::Readiness;
 use crate::metrics::Metrics;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::ObjectRef;
 
 /// Operator settings that reconciles read.
 #[derive(Clone, Debug)]
@@ -24,6 +26,13 @@ pub struct Settings {
     pub admin_namespaces: Vec<String>,
     /// How often every object is compared with the gateway.
     pub resync: Duration,
+}
+
+/// Watch caches of one namespace scope. They spare reads on a quiet resync; whatever leads to a write is read live.
+pub struct Caches {
+    pub teams: Store<RouteroTeam>,
+    pub members: Store<RouteroMember>,
+    pub secrets: Store<Secret>,
 }
 
 pub struct Context {
@@ -40,6 +49,8 @@ pub struct Context {
     /// The RouteroKey controllers' caches (one per watched namespace), once they run: how many keys the operator
     /// manages.
     pub key_cache: Mutex<Vec<Store<RouteroKey>>>,
+    /// The watch caches the key controller reads on a quiet resync (one set per watched namespace scope).
+    pub caches: Mutex<Vec<Caches>>,
     recorder: Recorder,
     /// This replica's name in Events (`reportingInstance`).
     instance: String,
@@ -71,6 +82,7 @@ impl Context {
             keys: KeySnapshot::default(),
             markers: Markers::default(),
             key_cache: Mutex::default(),
+            caches: Mutex::default(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
         }
@@ -102,6 +114,24 @@ impl Context {
             .saturating_mul(1 << (n - 1).min(9))
             .min(MAX_BACKOFF);
         base.mul_f64(rand::rng().random_range(0.8..1.2))
+    }
+
+    /// `ns`/`name` from the watch cache `pick` selects, if a synced cache holds it.
+    pub fn cached<K>(
+        &self,
+        pick: impl Fn(&Caches) -> &Store<K>,
+        ns: &str,
+        name: &str,
+    ) -> Option<Arc<K>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let at = ObjectRef::<K>::new(name).within(ns);
+        self.caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find_map(|c| pick(c).get(&at))
     }
 
     /// The admin namespaces are trusted (DESIGN §4): adoption and admin roles are honoured there.
@@ -168,11 +198,18 @@ impl Context {
     }
 
     /// Creates a one-off events.k8s.io Event, shaped as kube's Recorder shapes them, without caching it.
-    async fn create_event(&self, ev: &Event, reference: ObjectReference) -> Result<(), kube::Error> {
+    async fn create_event(
+        &self,
+        ev: &Event,
+        reference: ObjectReference,
+    ) -> Result<(), kube::Error> {
         use k8s_openapi::api::events::v1::Event as K8sEvent;
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
         let now = jiff::Timestamp::now();
-        let ns = reference.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let event = K8sEvent {
             action: Some(ev.action.clone()),
             reason: Some(ev.reason.clone()),

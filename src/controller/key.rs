@@ -24,7 +24,7 @@ use super::snapshot;
 use super::status::{Outcome, apply_status};
 use crate::crd::common::{cross_namespace, is_ready, ready_because};
 use crate::crd::key::RotationStrategy;
-use crate::crd::{DeletionPolicy, RouteroKey, RouteroKeyStatus, RouteroMember, RouteroTeam};
+use crate::crd::{DeletionPolicy, RouteroKey, RouteroKeyStatus};
 use crate::error::{Error, Result};
 use crate::gateway::GatewayError;
 use crate::gateway::types::{KeyGenerate, KeyRegenerate, KeyRow, KeyUpdate, Metadata};
@@ -136,6 +136,9 @@ impl<'a> Keys<'a> {
             }
         };
 
+        if let Some(action) = self.quiet_from_caches().await {
+            return Ok(action);
+        }
         let workload = self.secrets.get_opt(&self.key.secret_name()).await?;
         let pending = self
             .secrets
@@ -364,8 +367,7 @@ impl<'a> Keys<'a> {
             )));
         }
         let team_name = &self.key.spec.team_ref.name;
-        let teams: Api<RouteroTeam> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        let team = match teams.get_opt(team_name).await? {
+        let team = match self.read(|c| &c.teams, team_name).await? {
             None => {
                 return Ok(Dependencies::Gone(
                     "TeamNotReady",
@@ -424,45 +426,121 @@ impl<'a> Keys<'a> {
         }
         let member = match &self.key.spec.member_ref {
             None => None,
-            Some(m) => {
-                let members: Api<RouteroMember> =
-                    Api::namespaced(self.ctx.client.clone(), &self.ns);
-                match members.get_opt(&m.name).await? {
-                    None => {
-                        return Ok(Dependencies::Gone(
-                            "MemberNotReady",
-                            format!(
-                                "RouteroMember '{}' does not exist in namespace '{}'",
-                                m.name, self.ns
-                            ),
-                        ));
-                    }
-                    Some(p) if p.meta().deletion_timestamp.is_some() => {
-                        return Ok(Dependencies::Gone(
-                            "MemberNotReady",
-                            format!("RouteroMember '{}' is being deleted", m.name),
-                        ));
-                    }
-                    Some(p)
-                        if !p
-                            .status
-                            .as_ref()
-                            .is_some_and(|s| is_ready(&s.conditions, p.metadata.generation)) =>
-                    {
-                        return Ok(Dependencies::Blocked(Outcome::blocked(
-                            "MemberNotReady",
-                            format!("RouteroMember '{}' is not Ready", m.name),
-                        )));
-                    }
-                    Some(p) => Some((m.name.clone(), p.user_id())),
+            Some(m) => match self.read(|c| &c.members, &m.name).await? {
+                None => {
+                    return Ok(Dependencies::Gone(
+                        "MemberNotReady",
+                        format!(
+                            "RouteroMember '{}' does not exist in namespace '{}'",
+                            m.name, self.ns
+                        ),
+                    ));
                 }
-            }
+                Some(p) if p.meta().deletion_timestamp.is_some() => {
+                    return Ok(Dependencies::Gone(
+                        "MemberNotReady",
+                        format!("RouteroMember '{}' is being deleted", m.name),
+                    ));
+                }
+                Some(p)
+                    if !p
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| is_ready(&s.conditions, p.metadata.generation)) =>
+                {
+                    return Ok(Dependencies::Blocked(Outcome::blocked(
+                        "MemberNotReady",
+                        format!("RouteroMember '{}' is not Ready", m.name),
+                    )));
+                }
+                Some(p) => Some((m.name.clone(), p.user_id())),
+            },
         };
         Ok(Dependencies::Ready(Scope {
             team: team_name.clone(),
             team_id,
             member,
         }))
+    }
+
+    /// A team or member from the key controller's cache (updated by the watch event that triggers this pass), or
+    /// read live when the cache lacks it or shows it being deleted: absence and deletion lead to revocation, so
+    /// they are confirmed by a live read.
+    async fn read<K>(
+        &self,
+        pick: impl Fn(&super::context::Caches) -> &kube::runtime::reflector::Store<K>,
+        name: &str,
+    ) -> Result<Option<K>>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + 'static,
+    {
+        if let Some(cached) = self.ctx.cached(pick, &self.ns, name)
+            && cached.meta().deletion_timestamp.is_none()
+        {
+            return Ok(Some(cached.as_ref().clone()));
+        }
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        Ok(api.get_opt(name).await?)
+    }
+
+    /// A resync that the caches show has nothing to do: the workload Secret (from the watch cache) holds our key
+    /// with its own id, no pending Secret exists, the Secret looks as the operator writes it, and the key (from the
+    /// snapshot, else read) is quiet. Then no API-server GET and no gateway call is made; anything else falls through to the
+    /// live reads of `apply`, which decide every write.
+    async fn quiet_from_caches(&self) -> Option<Action> {
+        let pending = secret::pending_name(self.key);
+        if self
+            .ctx
+            .cached(|c| &c.secrets, &self.ns, &pending)
+            .is_some()
+        {
+            return None;
+        }
+        let workload = self
+            .ctx
+            .cached(|c| &c.secrets, &self.ns, &self.key.secret_name())?;
+        if !secret::is_ours(&workload, self.key) {
+            return None;
+        }
+        let value = secret::key_in(&workload, &self.key.spec.secret.key_field)?;
+        if workload.annotations().get(secret::KEY_ID) != Some(&value.id()) {
+            return None;
+        }
+        let now = jiff::Timestamp::now();
+        let hash = value.hash();
+        // Not listed (listing costs more than reading, or not yet): read the key itself; still no API-server GET.
+        let row = match self
+            .ctx
+            .keys
+            .row(&hash, snapshot::max_age(self.ctx.settings.resync))
+        {
+            Some(row) => row,
+            None => self.ctx.gateway.key_info(&hash).await.ok()??,
+        };
+        if !self.quiet(&workload, &hash, &row, now) {
+            return None;
+        }
+        let want = secret::workload_secret(
+            self.key,
+            &value,
+            self.ctx.gateway.base_url(),
+            &secret::operator_state(&workload),
+        );
+        if !secret::matches(&workload, &want) {
+            return None;
+        }
+        let message = format!("key {} is in Secret '{}'", value.id(), workload.name_any());
+        self.report(
+            Outcome::ready("Available", message),
+            Some(&workload),
+            Some(&row),
+        )
+        .await;
+        Some(Action::requeue(self.next_wake(&workload, &row, now)))
     }
 
     /// Before a key is issued into the scope: the gateway team, and the user of a per-person key, must carry the owner

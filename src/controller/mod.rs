@@ -19,7 +19,7 @@ use std::time::Instant;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -380,21 +380,44 @@ async fn run_in(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(key_cache.clone());
+    let (member_cache, member_writer) = reflector::store::<RouteroMember>();
+    // The key controller's own caches of the teams and members that trigger it: each is updated by the very watch
+    // event that triggers the key, so a pass never reads a cache older than its trigger (a team's deletion is seen
+    // by the pass it causes). Teams and members are few next to keys.
+    let (key_teams, key_teams_writer) = reflector::store::<RouteroTeam>();
+    let (key_members, key_members_writer) = reflector::store::<RouteroMember>();
+    // The Secrets the operator writes (label-selected: never a cache of every Secret), pending ones included, so a
+    // quiet resync reads its Secrets from here; only the delivered ones trigger reconciles.
+    let (secret_cache, secret_writer) = reflector::store::<Secret>();
+    let secrets = watcher(
+        api::<Secret>(&ctx, ns),
+        watcher::Config::default().labels(secret::MANAGED_SELECTOR),
+    )
+    .default_backoff()
+    .modify(strip)
+    .reflect(secret_writer)
+    .applied_objects()
+    .try_filter(|s| futures::future::ready(!s.labels().contains_key(secret::PENDING_LABEL)));
+    ctx.caches
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(context::Caches {
+            teams: key_teams.clone(),
+            members: key_members.clone(),
+            secrets: secret_cache.clone(),
+        });
     let (store, member_store) = (key_cache.clone(), key_cache.clone());
     let keys = Controller::for_stream(changes(&ctx, ns, acted_on, Some(writer)), key_cache.clone())
         .with_config(config())
-        // Only the Secrets the operator delivers are watched (label-selected: never a cache of every Secret);
-        // pending Secrets are its own bookkeeping and trigger nothing.
-        .owns(
-            api::<Secret>(&ctx, ns),
-            watcher::Config::default().labels(secret::DELIVERED_SELECTOR),
+        .owns_stream(secrets)
+        .watches_stream(
+            changes(&ctx, ns, team_facts, Some(key_teams_writer)),
+            move |t| dependents(&store, t.namespace(), t.name_any(), false),
         )
-        .watches_stream(changes(&ctx, ns, team_facts, None), move |t| {
-            dependents(&store, t.namespace(), t.name_any(), false)
-        })
-        .watches_stream(changes(&ctx, ns, member_facts, None), move |m| {
-            dependents(&member_store, m.namespace(), m.name_any(), true)
-        })
+        .watches_stream(
+            changes(&ctx, ns, member_facts, Some(key_members_writer)),
+            move |m| dependents(&member_store, m.namespace(), m.name_any(), true),
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |k, c| measured("RouteroKey", c.clone(), key::reconcile(k, c)),
@@ -403,10 +426,9 @@ async fn run_in(
         )
         .for_each(|r| log_result("RouteroKey", r));
 
-    let (member_cache, writer) = reflector::store::<RouteroMember>();
     let member_refs = member_cache.clone();
     let members = Controller::for_stream(
-        changes(&ctx, ns, acted_on, Some(writer)),
+        changes(&ctx, ns, acted_on, Some(member_writer)),
         member_cache.clone(),
     )
     .with_config(config())
@@ -433,6 +455,12 @@ async fn run_in(
             key_cache.wait_until_ready(),
             member_cache.wait_until_ready(),
         );
+        let key_caches = futures::future::try_join3(
+            secret_cache.wait_until_ready(),
+            key_teams.wait_until_ready(),
+            key_members.wait_until_ready(),
+        );
+        let all = futures::future::try_join(all, key_caches);
         if all.await.is_ok() {
             let _ = synced_tx.send(());
         }

@@ -18,6 +18,8 @@ pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=routero-operato
 pub const DELIVERED_SELECTOR: &str =
     "app.kubernetes.io/managed-by=routero-operator,!routero.ai/pending";
 pub const KEY_LABEL: &str = "routero.ai/key";
+/// On the pending Secret only.
+pub const PENDING_LABEL: &str = "routero.ai/pending";
 
 /// On the workload Secret: the short id of the key it holds (a rollout can be triggered on change).
 pub const KEY_ID: &str = "routero.ai/key-id";
@@ -186,7 +188,7 @@ pub fn pending_secret(key: &RouteroKey, intent: &Intent) -> Secret {
         metadata: meta(
             key,
             pending_name(key),
-            BTreeMap::from([("routero.ai/pending".into(), "true".into())]),
+            BTreeMap::from([(PENDING_LABEL.into(), "true".into())]),
             annotations,
         ),
         data: Some(data),

@@ -15,6 +15,7 @@ mod member;
 mod operations;
 mod outage;
 mod rbac;
+mod steady;
 mod team;
 mod tenancy;
 mod validation;
