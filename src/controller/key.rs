@@ -16,7 +16,9 @@ use kube::{Api, Resource, ResourceExt};
 use super::context::Context;
 use super::duration;
 use super::key_value::{KeyValue, short_id};
-use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update, owner_id};
+use super::ownership::{
+    Claim, Owner, Standing, budget_update, metadata_update, owner_id, unmarked,
+};
 use super::provenance;
 use super::rotation;
 use super::secret::{self, Intent, IntentKind};
@@ -136,7 +138,9 @@ impl<'a> Keys<'a> {
             }
         };
 
-        if let Some(action) = self.quiet_from_caches().await {
+        // A key read made there is not made again below.
+        let mut read = None;
+        if let Some(action) = self.quiet_from_caches(&mut read).await {
             return Ok(action);
         }
         let workload = self.secrets.get_opt(&self.key.secret_name()).await?;
@@ -207,9 +211,10 @@ impl<'a> Keys<'a> {
             .keys
             .row(&hash, snapshot::max_age(self.ctx.settings.resync))
             .filter(|row| self.quiet(secret, &hash, row, now));
-        let info = match listed {
-            Some(row) => Some(row),
-            None => self.ctx.gateway.key_info(&hash).await?,
+        let info = match (listed, read.filter(|(h, _)| *h == hash)) {
+            (Some(row), _) => Some(row),
+            (None, Some((_, row))) => row,
+            (None, None) => self.ctx.gateway.key_info(&hash).await?,
         };
         let info = match info {
             Some(info) if info.usable() => info,
@@ -233,7 +238,7 @@ impl<'a> Keys<'a> {
             }
         };
         let standing = Standing {
-            proven: self.proven(&hash).await?,
+            proven: unmarked(info.metadata.as_ref()) && self.proven(&hash).await?,
             ..Standing::default()
         };
         if let Claim::Conflict(message) | Claim::Forbidden(message) = self.owner.claim(
@@ -335,14 +340,7 @@ impl<'a> Keys<'a> {
                 )
                 .await;
         }
-        let message = format!("key {} is in Secret '{}'", value.id(), secret.name_any());
-        self.report(
-            Outcome::ready("Available", message),
-            Some(&secret),
-            Some(&info),
-        )
-        .await;
-        Ok(Action::requeue(self.next_wake(&secret, &info, now)))
+        Ok(self.available(&secret, &info, now).await)
     }
 
     /// Team and member must exist, be Ready, and allow the requested models.
@@ -490,8 +488,11 @@ impl<'a> Keys<'a> {
     /// A resync that the caches show has nothing to do: the workload Secret (from the watch cache) holds our key
     /// with its own id, no pending Secret exists, the Secret looks as the operator writes it, and the key (from the
     /// snapshot, else read) is quiet. Then no API-server GET and no gateway call is made; anything else falls through to the
-    /// live reads of `apply`, which decide every write.
-    async fn quiet_from_caches(&self) -> Option<Action> {
+    /// live reads of `apply`, which decide every write. A key read made here is left in `read` (hash, row).
+    async fn quiet_from_caches(
+        &self,
+        read: &mut Option<(String, Option<KeyRow>)>,
+    ) -> Option<Action> {
         let pending = secret::pending_name(self.key);
         if self
             .ctx
@@ -519,7 +520,12 @@ impl<'a> Keys<'a> {
             .row(&hash, snapshot::max_age(self.ctx.settings.resync))
         {
             Some(row) => row,
-            None => self.ctx.gateway.key_info(&hash).await.ok()??,
+            None => {
+                // A failed read is left to the live path, which reports it.
+                let row = self.ctx.gateway.key_info(&hash).await.ok()?;
+                *read = Some((hash.clone(), row.clone()));
+                row?
+            }
         };
         if !self.quiet(&workload, &hash, &row, now) {
             return None;
@@ -533,14 +539,23 @@ impl<'a> Keys<'a> {
         if !secret::matches(&workload, &want) {
             return None;
         }
-        let message = format!("key {} is in Secret '{}'", value.id(), workload.name_any());
+        Some(self.available(&workload, &row, now).await)
+    }
+
+    /// Reports the key in `secret` (as the gateway describes it in `info`) `Ready`, and when to look again.
+    async fn available(&self, secret: &Secret, info: &KeyRow, now: jiff::Timestamp) -> Action {
+        let id = secret
+            .annotations()
+            .get(secret::KEY_ID)
+            .map_or("", String::as_str);
+        let message = format!("key {id} is in Secret '{}'", secret.name_any());
         self.report(
             Outcome::ready("Available", message),
-            Some(&workload),
-            Some(&row),
+            Some(secret),
+            Some(info),
         )
         .await;
-        Some(Action::requeue(self.next_wake(&workload, &row, now)))
+        Action::requeue(self.next_wake(secret, info, now))
     }
 
     /// Before a key is issued into the scope: the gateway team, and the user of a per-person key, must carry the owner
@@ -621,6 +636,14 @@ impl<'a> Keys<'a> {
         }
     }
 
+    /// True when the key `hash` with gateway `metadata` is ours: our marker, or none and our proof for it.
+    async fn ours(&self, hash: &str, metadata: Option<&Metadata>) -> Result<bool> {
+        if unmarked(metadata) {
+            return self.proven(hash).await;
+        }
+        Ok(self.owner.owns(metadata, false))
+    }
+
     /// True when this resource's status holds the provenance proof for the key `hash`.
     async fn proven(&self, hash: &str) -> Result<bool> {
         let proofs = self.key.status.as_ref().map_or(&[][..], |s| &s.provenance);
@@ -632,13 +655,7 @@ impl<'a> Keys<'a> {
     async fn holder(&self, hash: &str) -> Result<Holder> {
         Ok(match self.ctx.gateway.key_info(hash).await? {
             None => Holder::Gone,
-            Some(row)
-                if self
-                    .owner
-                    .owns(row.metadata.as_ref(), self.proven(hash).await?) =>
-            {
-                Holder::Ours
-            }
+            Some(row) if self.ours(hash, row.metadata.as_ref()).await? => Holder::Ours,
             Some(_) => Holder::Foreign,
         })
     }
@@ -778,10 +795,7 @@ impl<'a> Keys<'a> {
             if Some(token) == keep {
                 continue;
             }
-            if self
-                .owner
-                .owns(row.metadata.as_ref(), self.proven(token).await?)
-            {
+            if self.ours(token, row.metadata.as_ref()).await? {
                 self.ctx.gateway.key_delete(token, &self.actor).await?;
                 self.ctx
                     .event(
@@ -914,25 +928,7 @@ impl<'a> Keys<'a> {
                 let (secret, info) = *done;
                 self.ctx.event(self.key, false, reason, note).await;
                 // Ready in the same pass: the key was just confirmed, so there is nothing to read again.
-                let message = format!(
-                    "key {} is in Secret '{}'",
-                    secret
-                        .annotations()
-                        .get(secret::KEY_ID)
-                        .map_or("", String::as_str),
-                    secret.name_any()
-                );
-                self.report(
-                    Outcome::ready("Available", message),
-                    Some(&secret),
-                    Some(&info),
-                )
-                .await;
-                Ok(Action::requeue(self.next_wake(
-                    &secret,
-                    &info,
-                    jiff::Timestamp::now(),
-                )))
+                Ok(self.available(&secret, &info, jiff::Timestamp::now()).await)
             }
             Resolved::Blocked(outcome) => {
                 self.report(outcome, workload, None).await;
@@ -1206,10 +1202,7 @@ impl<'a> Keys<'a> {
         {
             for row in self.ctx.gateway.keys_by_alias(&alias).await? {
                 let Some(token) = row.token else { continue };
-                if self
-                    .owner
-                    .owns(row.metadata.as_ref(), self.proven(&token).await?)
-                {
+                if self.ours(&token, row.metadata.as_ref()).await? {
                     hashes.push(token);
                 }
             }
@@ -1359,9 +1352,11 @@ impl<'a> Keys<'a> {
             ),
             None => {}
         }
-        // A proof is recorded for the delivered key whenever the gateway shows it with our marker.
+        // A proof is recorded for a newly delivered key once the gateway shows it with our marker (not on every
+        // resync: the proof of a key already reported is in the list).
         let mut proofs = previous.provenance.clone();
         if let Some((_, value)) = &delivered
+            && (new_key || proofs.is_empty())
             && info.is_some_and(|i| self.owner.owns(i.metadata.as_ref(), false))
             && let Ok(p) = provenance::proof(self.ctx, &self.owner, "key", &value.hash()).await
         {

@@ -6,7 +6,9 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::key_value::KeyValue;
-use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update, owner_namespace};
+use super::ownership::{
+    Claim, Owner, Standing, budget_update, metadata_update, owner_namespace, unmarked,
+};
 use super::provenance;
 use super::status::{Outcome, apply_status};
 use crate::crd::common::{cross_namespace, is_ready, ready_because};
@@ -225,7 +227,8 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
             let standing = Standing {
                 adopt: member.spec.adopt,
                 admin: ctx.is_admin_namespace(&ns),
-                proven: provenance::proven(ctx, &owner, "user", &user_id, proofs(member)).await?,
+                proven: unmarked(user.metadata.as_ref())
+                    && provenance::proven(ctx, &owner, "user", &user_id, proofs(member)).await?,
             };
             match owner.claim(
                 user.metadata.as_ref(),

@@ -132,6 +132,12 @@ pub fn owner_id(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind}/{namespace}/{name}")
 }
 
+/// True when the object carries no owner marker: only then can a provenance proof matter (see `claim`), so only
+/// then is one computed.
+pub fn unmarked(existing: Option<&Metadata>) -> bool {
+    marker(existing, OWNER_KEY).is_none()
+}
+
 /// The owner marker's namespace, if the object has one.
 pub fn owner_namespace(existing: Option<&Metadata>) -> Option<&str> {
     marker(existing, OWNER_KEY).and_then(|o| o.split('/').nth(1))

@@ -14,9 +14,6 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "routero-operator";
 /// Selects every Secret the operator writes (the watch is label-selected, not a cache of every Secret).
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=routero-operator";
-/// The workload Secrets only: the controller watches these, not its own pending bookkeeping.
-pub const DELIVERED_SELECTOR: &str =
-    "app.kubernetes.io/managed-by=routero-operator,!routero.ai/pending";
 pub const KEY_LABEL: &str = "routero.ai/key";
 /// On the pending Secret only.
 pub const PENDING_LABEL: &str = "routero.ai/pending";

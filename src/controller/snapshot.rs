@@ -111,14 +111,6 @@ impl KeySnapshot {
             .insert(hash.to_owned(), (listed, Instant::now()));
     }
 
-    /// Forgets a key the operator revoked, or found changed.
-    pub fn forget(&self, hash: &str) {
-        self.rows
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(hash);
-    }
-
     /// How many keys the snapshot holds (for logs and tests).
     fn len(&self) -> usize {
         self.rows.read().unwrap_or_else(|p| p.into_inner()).len()

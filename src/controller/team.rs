@@ -6,7 +6,7 @@ use kube::{Api, ResourceExt};
 use serde_json::Value;
 
 use super::context::Context;
-use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update};
+use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update, unmarked};
 use super::provenance;
 use super::status::{Outcome, apply_status};
 use crate::crd::common::ready_because;
@@ -76,7 +76,8 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
             Standing {
                 adopt: team.spec.adopt,
                 admin: ctx.is_admin_namespace(&owner.namespace),
-                proven: provenance::proven(ctx, &owner, "team", &team_id, proofs(team)).await?,
+                proven: unmarked(current.metadata.as_ref())
+                    && provenance::proven(ctx, &owner, "team", &team_id, proofs(team)).await?,
             },
             &format!("gateway team '{team_id}'"),
         ) {
