@@ -163,7 +163,7 @@ pub async fn bind(
     })
 }
 
-/// The controllers, the key snapshot and the alerting config, until `shutdown`.
+/// The controllers, the key and team snapshots and the alerting config, until `shutdown`.
 async fn act(
     ctx: Arc<Context>,
     watch_namespaces: Vec<String>,
@@ -180,7 +180,7 @@ async fn act(
     };
     let snapshot = async {
         tokio::select! {
-            () = snapshot::run(&ctx.keys, &ctx.gateway, ctx.settings.resync, || ctx.managed_keys()) => {},
+            () = snapshot::run(&ctx) => {},
             () = shutdown.clone() => {},
         }
     };

@@ -11,7 +11,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
 use rand::Rng;
 
-use super::snapshot::{KeySnapshot, Markers};
+use super::snapshot::{KeySnapshot, Markers, TeamSnapshot};
 use crate::crd::{RouteroKey, RouteroMember, RouteroTeam};
 use crate::gateway::Gateway;
 use crate::health::Readiness;
@@ -44,11 +44,15 @@ pub struct Context {
     pub readiness: Arc<Readiness>,
     /// The operator's keys as last listed on the gateway, sparing steady-state resyncs their reads.
     pub keys: KeySnapshot,
+    /// The operator's teams as last listed on the gateway, sparing steady-state team resyncs their reads.
+    pub teams: TeamSnapshot,
     /// Gateway teams' and users' owner markers as last read, sparing a key's ownership check its reads.
     pub markers: Markers,
     /// The RouteroKey controllers' caches (one per watched namespace), once they run: how many keys the operator
     /// manages.
     pub key_cache: Mutex<Vec<Store<RouteroKey>>>,
+    /// The RouteroTeam controllers' caches, likewise: how many teams the operator manages.
+    pub team_cache: Mutex<Vec<Store<RouteroTeam>>>,
     /// The watch caches the key controller reads on a quiet resync (one set per watched namespace scope).
     pub caches: Mutex<Vec<Caches>>,
     recorder: Recorder,
@@ -58,6 +62,18 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The gateway answered that regenerate is licence-gated: `Auto` rotations go straight to Recreate.
     no_regenerate: AtomicBool,
+}
+
+/// The objects in a set of watch caches.
+fn count<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
+    caches: &Mutex<Vec<Store<K>>>,
+) -> usize {
+    caches
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|s| s.state().len())
+        .sum()
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -80,8 +96,10 @@ impl Context {
             metrics: Arc::default(),
             readiness: Arc::default(),
             keys: KeySnapshot::default(),
+            teams: TeamSnapshot::default(),
             markers: Markers::default(),
             key_cache: Mutex::default(),
+            team_cache: Mutex::default(),
             caches: Mutex::default(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
@@ -141,12 +159,12 @@ impl Context {
 
     /// How many RouteroKeys the operator manages (0 until the key controllers run).
     pub fn managed_keys(&self) -> usize {
-        self.key_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|s| s.state().len())
-            .sum()
+        count(&self.key_cache)
+    }
+
+    /// How many RouteroTeams the operator manages (0 until the team controllers run).
+    pub fn managed_teams(&self) -> usize {
+        count(&self.team_cache)
     }
 
     pub fn regenerate_unsupported(&self) -> bool {

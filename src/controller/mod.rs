@@ -365,6 +365,11 @@ async fn run_in(
     let config = || controller::Config::default().concurrency(CONCURRENCY);
 
     let (team_cache, writer) = reflector::store::<RouteroTeam>();
+    // Read by the team snapshot (how many teams the operator manages).
+    ctx.team_cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(team_cache.clone());
     let teams = Controller::for_stream(
         changes(&ctx, ns, acted_on, Some(writer)),
         team_cache.clone(),

@@ -1,30 +1,122 @@
-//! A periodic list of the operator's keys on the gateway, so that a RouteroKey's steady-state resync can skip its
-//! own `/key/info` read: one `/key/list` page (100 keys) replaces 100 reads.
+//! Periodic lists of the operator's keys and teams on the gateway, so that a steady-state resync can skip its own
+//! read: one `/key/list` page (100 keys) replaces 100 `/key/info` reads, one `/v2/team/list` page 100
+//! `/team/info` reads.
 //!
-//! The snapshot may only *spare* a read, never decide an action: a reconcile uses a row from it only when that row
-//! says nothing needs doing (see `Keys::quiet`). Anything else (a key missing from the snapshot, blocked, drifted,
-//! due for rotation) is read again live before the operator acts on it. A stale snapshot therefore costs a live
-//! read, and a change made on the gateway after the snapshot was taken is seen by the first resync after the next
-//! snapshot: within two resync intervals (a snapshot is trusted for three quarters of one).
+//! A snapshot may only *spare* a read, never decide an action: a reconcile uses a row from it only when that row
+//! says nothing needs doing (see `Keys::quiet` and the team controller's `quiet`). Anything else (an object missing
+//! from the snapshot, blocked, drifted, due for rotation) is read again live before the operator acts on it. A stale
+//! snapshot therefore costs a live read, and a change made on the gateway after the snapshot was taken is seen by
+//! the first resync after the next snapshot: within two resync intervals (a snapshot is trusted for three quarters
+//! of one).
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::context::Context;
 use super::ownership::{OWNER_KEY, UID_KEY};
-use crate::gateway::types::{KeyRow, Metadata};
+use crate::gateway::types::{KeyRow, Metadata, TeamRow};
 use crate::gateway::{Gateway, GatewayError};
 
-/// More pages than any gateway has: a walk that gets here is not converging (keys created faster than listed).
+/// More pages than any gateway has: a walk that gets here is not converging (objects created faster than listed).
 const MAX_PAGES: u32 = 10_000;
+/// Rows per page of both listings (the gateway's maximum).
+const PAGE_SIZE: usize = 100;
+
+/// Rows by id, each with the time it was seen: a listing's start for listed rows, the confirming reply for an
+/// object the operator just wrote. One map, updated in place page by page, so a new listing never holds a second
+/// copy of the snapshot.
+struct Rows<T> {
+    rows: RwLock<HashMap<String, (T, Instant)>>,
+}
+
+impl<T> Default for Rows<T> {
+    fn default() -> Self {
+        Self {
+            rows: RwLock::default(),
+        }
+    }
+}
+
+impl<T> Rows<T> {
+    /// `f` of the row of `id`, if it was seen less than `max_age` ago.
+    fn get<R>(&self, id: &str, max_age: Duration, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
+        rows.get(id)
+            .filter(|(_, at)| at.elapsed() < max_age)
+            .map(|(row, _)| f(row))
+    }
+
+    fn insert(&self, id: &str, row: T) {
+        self.rows
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), (row, Instant::now()));
+    }
+
+    fn remove(&self, id: &str) {
+        self.rows
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    fn len(&self) -> usize {
+        self.rows.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn insert_page(&self, at: Instant, page: impl Iterator<Item = (String, T)>) {
+        let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
+        for (id, row) in page {
+            // A row remembered after this walk started is newer than the listing's.
+            if rows.get(&id).is_none_or(|(_, seen)| *seen <= at) {
+                rows.insert(id, (row, at));
+            }
+        }
+    }
+
+    /// Drops the rows seen before `at`: after a complete walk that started at `at`, those objects are gone.
+    fn drop_older(&self, at: Instant) {
+        self.rows
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, seen)| *seen >= at);
+    }
+
+    /// Lists every page, keeping the rows `page_of` returns, when that is cheaper than reading each of the `ours`
+    /// objects the operator manages (`Ok(false)` when it is not: a gateway shared with many objects made
+    /// elsewhere). `page_of` answers the kept rows, the page's length before filtering, and `total_pages`. Rows that
+    /// a failed or skipped walk did not renew age out through `max_age`.
+    async fn walk<F, Fut>(&self, ours: usize, mut page_of: F) -> Result<bool, GatewayError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<(Vec<(String, T)>, usize, Option<u32>), GatewayError>>,
+    {
+        let at = Instant::now();
+        for page in 1..=MAX_PAGES {
+            let (rows, len, total_pages) = page_of(page).await?;
+            if page == 1 && !worth_listing(total_pages.unwrap_or(1).max(1), ours) {
+                return Ok(false);
+            }
+            let last = len < PAGE_SIZE || total_pages.is_some_and(|t| page >= t);
+            self.insert_page(at, rows.into_iter());
+            if last {
+                self.drop_older(at);
+                return Ok(true);
+            }
+        }
+        Ok(true)
+    }
+}
 
 /// Keys carrying an ownership marker, by hash, each with the time it was seen: a listing's start for listed rows,
 /// the confirming reply for a key the operator just registered. One map, updated in place page by page, so a new
 /// listing never holds a second copy of the snapshot.
 #[derive(Default)]
 pub struct KeySnapshot {
-    rows: RwLock<HashMap<String, (Listed, Instant)>>,
+    rows: Rows<Listed>,
 }
 
 /// The fields of a listed key that a resync compares, without the rest of the row: a full row's metadata map alone
@@ -95,63 +187,69 @@ impl Listed {
 impl KeySnapshot {
     /// The row of key `hash`, if it was seen less than `max_age` ago.
     pub fn row(&self, hash: &str, max_age: Duration) -> Option<KeyRow> {
-        let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
-        rows.get(hash)
-            .filter(|(_, at)| at.elapsed() < max_age)
-            .map(|(l, _)| l.row(hash))
+        self.rows.get(hash, max_age, |l| l.row(hash))
     }
 
     /// Records a key the operator has just confirmed on the gateway (from the registering reply or a live read), so
     /// the pass its own Secret write triggers finds it without reading it again.
     pub fn remember(&self, hash: &str, row: &KeyRow) {
-        let listed = Listed::of(row.clone());
-        self.rows
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(hash.to_owned(), (listed, Instant::now()));
-    }
-
-    /// How many keys the snapshot holds (for logs and tests).
-    fn len(&self) -> usize {
-        self.rows.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    fn insert_page(&self, at: Instant, page: impl Iterator<Item = (String, Listed)>) {
-        let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
-        for (hash, listed) in page {
-            // A row remembered after this walk started is newer than the listing's.
-            if rows.get(&hash).is_none_or(|(_, seen)| *seen <= at) {
-                rows.insert(hash, (listed, at));
-            }
-        }
-    }
-
-    /// Drops the rows seen before `at`: after a complete walk that started at `at`, those keys are gone.
-    fn drop_older(&self, at: Instant) {
-        self.rows
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (_, seen)| *seen >= at);
+        self.rows.insert(hash, Listed::of(row.clone()));
     }
 
     /// Lists every live key on the gateway and keeps ours, when that is cheaper than reading each of the `ours`
-    /// keys the operator manages (`Ok(false)` when it is not: a gateway shared with many keys made elsewhere). Rows
-    /// that a failed or skipped walk did not renew age out through `max_age`.
+    /// keys the operator manages.
     pub async fn refresh(&self, gateway: &Gateway, ours: usize) -> Result<bool, GatewayError> {
-        let at = Instant::now();
-        for page in 1..=MAX_PAGES {
-            let list = gateway.keys_page(page).await?;
-            if page == 1 && !worth_listing(list.total_pages.unwrap_or(1).max(1), ours) {
-                return Ok(false);
-            }
-            let last = list.keys.len() < 100 || list.total_pages.is_some_and(|t| page >= t);
-            self.insert_page(at, keep(list.keys));
-            if last {
-                self.drop_older(at);
-                return Ok(true);
-            }
-        }
-        Ok(true)
+        self.rows
+            .walk(ours, |page| async move {
+                let list = gateway.keys_page(page).await?;
+                let len = list.keys.len();
+                Ok((keep(list.keys).collect(), len, list.total_pages))
+            })
+            .await
+    }
+}
+
+/// The operator's teams as last listed (`/v2/team/list`), by team id: only teams carrying an owner marker. Teams
+/// are few next to keys, so their rows are kept whole.
+#[derive(Default)]
+pub struct TeamSnapshot {
+    rows: Rows<TeamRow>,
+}
+
+impl TeamSnapshot {
+    /// The row of team `id`, if it was seen less than `max_age` ago.
+    pub fn row(&self, id: &str, max_age: Duration) -> Option<TeamRow> {
+        self.rows.get(id, max_age, TeamRow::clone)
+    }
+
+    /// Records what the gateway answered to the operator's own write (or a live read).
+    pub fn remember(&self, row: &TeamRow) {
+        self.rows.insert(&row.team_id, row.clone());
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.rows.remove(id);
+    }
+
+    /// Lists every team on the gateway and keeps ours, when that is cheaper than reading each of the `ours` teams.
+    pub async fn refresh(&self, gateway: &Gateway, ours: usize) -> Result<bool, GatewayError> {
+        self.rows
+            .walk(ours, |page| async move {
+                let list = gateway.teams_page(page).await?;
+                let len = list.teams.len();
+                let kept = list
+                    .teams
+                    .into_iter()
+                    .filter(|t| {
+                        t.metadata
+                            .as_ref()
+                            .is_some_and(|m| m.contains_key(OWNER_KEY))
+                    })
+                    .map(|t| (t.team_id.clone(), t))
+                    .collect();
+                Ok((kept, len, list.total_pages))
+            })
+            .await
     }
 }
 
@@ -220,36 +318,35 @@ fn keep(rows: Vec<KeyRow>) -> impl Iterator<Item = (String, Listed)> {
         .filter_map(|mut r| Some((r.token.take()?, Listed::of(r))))
 }
 
-/// Refreshes the snapshot every half resync interval until the future is dropped; `ours` counts the RouteroKeys
-/// the operator manages. The first one waits a full interval: right after start every object is reconciled with
-/// live reads anyway.
-pub async fn run(
-    snapshot: &KeySnapshot,
-    gateway: &Gateway,
-    resync: Duration,
-    ours: impl Fn() -> usize,
-) {
+/// Refreshes the key and team snapshots every half resync interval until the future is dropped. The first walk
+/// waits a full interval: right after start every object is reconciled with live reads anyway.
+pub async fn run(ctx: &Context) {
+    let resync = ctx.settings.resync;
     let period = resync / 2;
     let mut wait = resync;
     loop {
         tokio::time::sleep(wait).await;
         wait = period;
-        // Rows no walk renewed (keys gone, or listing skipped) are of no use once too old to be read.
+        // Rows no walk renewed (objects gone, or listing skipped) are of no use once too old to be read.
         if let Some(stale) = Instant::now().checked_sub(resync.saturating_mul(2)) {
-            snapshot.drop_older(stale);
+            ctx.keys.rows.drop_older(stale);
+            ctx.teams.rows.drop_older(stale);
         }
-        match snapshot.refresh(gateway, ours()).await {
-            Ok(true) => {
-                tracing::debug!(listed = snapshot.len(), "refreshed the key snapshot")
-            }
-            Ok(false) => {
-                tracing::debug!(
-                    "the gateway holds too many other keys to list; resyncs read each key"
-                )
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list the gateway's keys; resyncs read each key instead")
-            }
+        let keys = ctx.keys.refresh(&ctx.gateway, ctx.managed_keys()).await;
+        report("key", keys, ctx.keys.rows.len());
+        let teams = ctx.teams.refresh(&ctx.gateway, ctx.managed_teams()).await;
+        report("team", teams, ctx.teams.rows.len());
+    }
+}
+
+fn report(kind: &str, walk: Result<bool, GatewayError>, listed: usize) {
+    match walk {
+        Ok(true) => tracing::debug!(listed, "refreshed the {kind} snapshot"),
+        Ok(false) => tracing::debug!(
+            "the gateway holds too many other {kind}s to list; resyncs read each {kind}"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the gateway's {kind}s; resyncs read each {kind} instead")
         }
     }
 }
@@ -294,8 +391,10 @@ mod tests {
         let snapshot = KeySnapshot::default();
         assert!(snapshot.row("a", Duration::from_secs(60)).is_none());
         let at = Instant::now();
-        snapshot.insert_page(at, keep(vec![row("a", true), row("b", false)]));
-        assert_eq!(snapshot.len(), 1);
+        snapshot
+            .rows
+            .insert_page(at, keep(vec![row("a", true), row("b", false)]));
+        assert_eq!(snapshot.rows.len(), 1);
         let a = snapshot.row("a", Duration::from_secs(60)).expect("a");
         // What a resync compares survives the compact form.
         assert_eq!(a.token.as_deref(), Some("a"));
@@ -312,8 +411,8 @@ mod tests {
         // A key the operator just confirmed is found at once, and a later walk that no longer lists "a" drops it.
         snapshot.remember("c", &row("c", true));
         assert!(snapshot.row("c", Duration::from_secs(60)).is_some());
-        snapshot.drop_older(Instant::now());
+        snapshot.rows.drop_older(Instant::now());
         assert!(snapshot.row("a", Duration::from_secs(60)).is_none());
-        assert_eq!(snapshot.len(), 0);
+        assert_eq!(snapshot.rows.len(), 0);
     }
 }

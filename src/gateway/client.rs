@@ -315,6 +315,14 @@ impl Gateway {
         )
     }
 
+    /// One page of 100 teams, newest first (`/v2/team/list`; `/team/list` is one unpaginated answer with every
+    /// team's keys). Served by 1.98.0 and 1.108.7 alike.
+    pub async fn teams_page(&self, page: u32) -> Result<TeamList, GatewayError> {
+        let page = page.to_string();
+        self.get::<TeamList>("/v2/team/list", &[("page_size", "100"), ("page", &page)])
+            .await
+    }
+
     pub async fn team_new(&self, team: &TeamWrite, actor: &str) -> Result<TeamRow, GatewayError> {
         self.post("/team/new", team, Repeat::Never, actor).await
     }

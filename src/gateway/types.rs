@@ -184,6 +184,15 @@ pub struct KeyList {
     pub total_pages: Option<u32>,
 }
 
+/// A page of `/v2/team/list`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TeamList {
+    #[serde(default)]
+    pub teams: Vec<TeamRow>,
+    #[serde(default)]
+    pub total_pages: Option<u32>,
+}
+
 /// Body of `/user/new`. `auto_create_key` is always false: otherwise the gateway mints a key nobody holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct UserNew {

@@ -251,6 +251,8 @@ async fn operations_metrics_show_reconciles_errors_gateway_latency_and_team_spen
             endpoint.starts_with('/')
                 && !endpoint.contains(&team_id)
                 && endpoint
+                    .strip_prefix("/v2")
+                    .unwrap_or(endpoint)
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || "/_".contains(c)),
             "endpoint label {endpoint:?}"

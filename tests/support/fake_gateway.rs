@@ -561,6 +561,7 @@ impl Inner {
             Kind::TeamUpdate => parsed().and_then(|b| st.team_update(b, now)),
             Kind::TeamDelete => parsed().and_then(|b| st.team_delete(b, now)),
             Kind::TeamList => Ok(st.team_list()),
+            Kind::TeamListV2 => st.team_list_v2(query),
             Kind::MemberAdd => parsed().and_then(|b| st.member_add(b, team_admins, now)),
             Kind::MemberDelete => parsed().and_then(|b| st.member_delete(b, now)),
             Kind::MemberUpdate => parsed().and_then(|b| st.member_update(b, team_admins, now)),
@@ -672,6 +673,7 @@ enum Kind {
     TeamUpdate,
     TeamDelete,
     TeamList,
+    TeamListV2,
     MemberAdd,
     MemberDelete,
     MemberUpdate,
@@ -702,6 +704,7 @@ const ROUTES: &[(&str, &str, Kind)] = &[
     ("POST", "/team/update", Kind::TeamUpdate),
     ("POST", "/team/delete", Kind::TeamDelete),
     ("GET", "/team/list", Kind::TeamList),
+    ("GET", "/v2/team/list", Kind::TeamListV2),
     ("POST", "/team/member_add", Kind::MemberAdd),
     ("POST", "/team/member_delete", Kind::MemberDelete),
     ("POST", "/team/member_update", Kind::MemberUpdate),
@@ -1387,6 +1390,43 @@ fn list_order(row: &Row) -> (String, String) {
     )
 }
 
+/// An integer query parameter as FastAPI validates it (`ge=1`, optional `le`), with its 422 answers.
+fn query_int(
+    q: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+    max: Option<i64>,
+) -> Result<i64, Out> {
+    let Some(raw) = q.get(name) else {
+        return Ok(default);
+    };
+    let loc = vec![json!("query"), json!(name)];
+    let Ok(v) = raw.trim().parse::<i64>() else {
+        return Err(unprocessable(vec![verr(
+            "int_parsing",
+            loc,
+            "Input should be a valid integer, unable to parse string as an integer",
+        )]));
+    };
+    if v < 1 {
+        return Err(unprocessable(vec![verr(
+            "greater_than_equal",
+            loc,
+            "Input should be greater than or equal to 1",
+        )]));
+    }
+    if let Some(max) = max
+        && v > max
+    {
+        return Err(unprocessable(vec![verr(
+            "less_than_equal",
+            loc,
+            &format!("Input should be less than or equal to {max}"),
+        )]));
+    }
+    Ok(v)
+}
+
 fn newest_first<'a>(rows: impl Iterator<Item = &'a Row>) -> Vec<&'a Row> {
     let mut keyed: Vec<(&str, &str, &Row)> = rows
         .map(|r| {
@@ -2067,6 +2107,28 @@ impl State {
         (200, Value::Array(list))
     }
 
+    /// `/v2/team/list`: pages of team rows (without keys), newest first as LiteLLM's default `created_at desc`.
+    fn team_list_v2(&self, q: &HashMap<String, String>) -> Result<Out, Out> {
+        let page = query_int(q, "page", 1, None)?;
+        let size = query_int(q, "page_size", 10, Some(100))?;
+        let mut teams: Vec<&Team> = self.teams.values().collect();
+        teams.sort_by_key(|t| std::cmp::Reverse(t.seq));
+        let take = usize::try_from(size).unwrap_or(100);
+        let skip = usize::try_from(page - 1).unwrap_or(0).saturating_mul(take);
+        let total = teams.len();
+        let rows: Vec<Value> = teams
+            .into_iter()
+            .skip(skip)
+            .take(take)
+            .map(|t| Value::Object(t.row.clone()))
+            .collect();
+        Ok((
+            200,
+            json!({"teams": rows, "total": total, "page": page, "page_size": size,
+                   "total_pages": total.div_ceil(take)}),
+        ))
+    }
+
     fn member_add(&mut self, mut body: Row, team_admins: bool, now: i64) -> Result<Out, Out> {
         validate(
             &mut body,
@@ -2591,38 +2653,8 @@ impl State {
     }
 
     fn key_list(&self, q: &HashMap<String, String>, now: i64) -> Result<Out, Out> {
-        let int = |name: &str, default: i64, max: Option<i64>| -> Result<i64, Out> {
-            let Some(raw) = q.get(name) else {
-                return Ok(default);
-            };
-            let loc = vec![json!("query"), json!(name)];
-            let Ok(v) = raw.trim().parse::<i64>() else {
-                return Err(unprocessable(vec![verr(
-                    "int_parsing",
-                    loc,
-                    "Input should be a valid integer, unable to parse string as an integer",
-                )]));
-            };
-            if v < 1 {
-                return Err(unprocessable(vec![verr(
-                    "greater_than_equal",
-                    loc,
-                    "Input should be greater than or equal to 1",
-                )]));
-            }
-            if let Some(max) = max
-                && v > max
-            {
-                return Err(unprocessable(vec![verr(
-                    "less_than_equal",
-                    loc,
-                    &format!("Input should be less than or equal to {max}"),
-                )]));
-            }
-            Ok(v)
-        };
-        let page = int("page", 1, None)?;
-        let size = int("size", 10, Some(100))?;
+        let page = query_int(q, "page", 1, None)?;
+        let size = query_int(q, "size", 10, Some(100))?;
         let full = match q
             .get("return_full_object")
             .map(|s| s.trim().to_ascii_lowercase())

@@ -28,6 +28,13 @@ impl RequestLog {
             .push(r);
     }
 
+    pub fn clear(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.0
             .lock()
