@@ -1,6 +1,7 @@
 //! One controller per kind. Each reconcile observes the gateway, diffs, acts, then patches status.
 pub mod context;
 pub mod duration;
+pub mod fair;
 pub mod key;
 pub mod key_value;
 pub mod member;
@@ -157,26 +158,33 @@ where
     Action::requeue(wait)
 }
 
-/// Runs one reconcile and records its count and duration.
-async fn measured(
+/// Runs one reconcile of an object in `namespace` once the fair gate admits it (see `fair`), and records its count
+/// and duration (the wait for the gate excluded).
+async fn measured<Fut>(
     kind: &'static str,
+    namespace: Option<String>,
     ctx: Arc<Context>,
-    reconcile: impl Future<Output = Result<Action>>,
-) -> Result<Action> {
-    let started = Instant::now();
-    let result = reconcile.await;
-    ctx.metrics.reconciled(kind, started.elapsed());
-    result
+    reconcile: impl FnOnce() -> Fut,
+) -> Result<Action>
+where
+    Fut: Future<Output = Result<Action>>,
+{
+    let gate = ctx.gate.clone();
+    gate.run(namespace.as_deref().unwrap_or_default(), || async {
+        let started = Instant::now();
+        let result = reconcile().await;
+        ctx.metrics.reconciled(kind, started.elapsed());
+        result
+    })
+    .await
 }
 
 /// The team reconcile, measured; once a team's deletion completes, its spend and budget series go too.
 async fn reconcile_team(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Action> {
     let deleting = team.metadata.deletion_timestamp.is_some();
-    let result = measured(
-        "RouteroTeam",
-        ctx.clone(),
-        team::reconcile(team.clone(), ctx.clone()),
-    )
+    let result = measured("RouteroTeam", team.namespace(), ctx.clone(), || {
+        team::reconcile(team.clone(), ctx.clone())
+    })
     .await;
     if deleting && result.is_ok() {
         ctx.metrics.forget_team(&team);
@@ -226,9 +234,10 @@ fn dependents(
         .collect()
 }
 
-/// At most this many objects of one kind reconcile at once. Reconciles mostly wait on the rate-limited gateway, so
-/// more would only hold more API-server connections (one each) and delay every object equally.
-const CONCURRENCY: u16 = 16;
+/// At most this many reconciles (of every kind and namespace together) run at once; the others wait at the fair
+/// gate, in turn by namespace. Reconciles mostly wait on the rate-limited gateway, so more would only hold more
+/// API-server connections (one each) and lengthen the line a newcomer's first call waits in.
+pub const SLOTS: usize = 16;
 
 /// What the reconciles act on: spec (generation), deletion, finalizers and the rotate annotation. Status-only
 /// updates, which the controllers write themselves, trigger nothing; periodic resyncs still run.
@@ -362,7 +371,9 @@ async fn run_in(
     synced_tx: tokio::sync::oneshot::Sender<()>,
 ) {
     let ns = namespace.as_deref();
-    let config = || controller::Config::default().concurrency(CONCURRENCY);
+    // Unbounded: every due reconcile is admitted, and waits its turn at the fair gate (`measured`), not in the
+    // controller's first-come queue.
+    let config = || controller::Config::default().concurrency(0);
 
     let (team_cache, writer) = reflector::store::<RouteroTeam>();
     // Read by the team snapshot (how many teams the operator manages).
@@ -425,7 +436,11 @@ async fn run_in(
         )
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            |k, c| measured("RouteroKey", c.clone(), key::reconcile(k, c)),
+            |k, c| {
+                measured("RouteroKey", k.namespace(), c.clone(), || {
+                    key::reconcile(k, c)
+                })
+            },
             error_policy,
             ctx.clone(),
         )
@@ -448,7 +463,11 @@ async fn run_in(
     })
     .graceful_shutdown_on(shutdown.clone())
     .run(
-        |m, c| measured("RouteroMember", c.clone(), member::reconcile(m, c)),
+        |m, c| {
+            measured("RouteroMember", m.namespace(), c.clone(), || {
+                member::reconcile(m, c)
+            })
+        },
         error_policy,
         ctx.clone(),
     )
