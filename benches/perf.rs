@@ -2,7 +2,7 @@
 //! gateway (never asserted in tests):
 //!
 //! ```text
-//! cargo bench --bench perf -- <p1|p2|p3|p4|p5|all>...
+//! cargo bench --bench perf -- <p1|p2|p3|p4|p5|p6|all>...
 //! ```
 //!
 //! - `p1`: latency of one key (create to Secret and to Ready) with 20 ms added per gateway request, and its bound.
@@ -10,6 +10,7 @@
 //! - `p3`: gateway calls and Kubernetes writes per resync in steady state.
 //! - `p4`: RSS of the operator process with N keys while many unrelated Secrets exist.
 //! - `p5`: release binary size and time from process start to the first reconcile.
+//! - `p6`: fairness: one key at a time in namespace B, create → `Ready`, while namespace A issues N keys.
 //!
 //! Settings come from `ROUTERO_BENCH_*` variables (see scripts/bench.sh). Without `KUBECONFIG`, the bench starts a
 //! test-bed API server of its own in `TESTBED_DIR` (default /var/tmp/routero-bench-testbed), apart from the one the
@@ -29,6 +30,8 @@ mod p3;
 mod p4;
 #[path = "perf/p5.rs"]
 mod p5;
+#[path = "perf/p6.rs"]
+mod p6;
 #[path = "perf/process.rs"]
 mod process;
 #[path = "perf/warnings.rs"]
@@ -36,7 +39,7 @@ mod warnings;
 
 use std::process::{Command, ExitCode};
 
-const SCENARIOS: [&str; 5] = ["p1", "p2", "p3", "p4", "p5"];
+const SCENARIOS: [&str; 6] = ["p1", "p2", "p3", "p4", "p5", "p6"];
 const BENCH_TESTBED_DIR: &str = "/var/tmp/routero-bench-testbed";
 
 fn main() -> ExitCode {
@@ -83,7 +86,8 @@ fn main() -> ExitCode {
                 "p2" => p2::run().await,
                 "p3" => p3::run().await,
                 "p4" => p4::run().await,
-                _ => p5::run().await,
+                "p5" => p5::run().await,
+                _ => p6::run().await,
             }
         });
     }

@@ -4,12 +4,12 @@
 # against the in-repo fake gateway.
 #
 #   scripts/bench.sh                 all scenarios with quick sizes (a few minutes)
-#   scripts/bench.sh p2              one scenario (p1..p5), with the sizes of docs/performance.md unless set below
+#   scripts/bench.sh p2              one scenario (p1..p6), with the sizes of docs/performance.md unless set below
 #   BENCH_FULL=1 scripts/bench.sh    all scenarios with the sizes of docs/performance.md (tens of minutes)
 #
 # Sizes and settings: ROUTERO_BENCH_KEYS, ROUTERO_BENCH_TEAMS, ROUTERO_BENCH_RATE (gateway requests/s),
 # ROUTERO_BENCH_SECRETS (P4's unrelated Secrets), ROUTERO_BENCH_RESYNC_SECS (P3), ROUTERO_BENCH_P1_KEYS,
-# ROUTERO_BENCH_LATENCY_MS (P1), ROUTERO_BENCH_P5_RUNS, ROUTERO_BENCH_TIMEOUT_SECS. KEEP_TESTBED=1 leaves the API
+# ROUTERO_BENCH_LATENCY_MS (P1), ROUTERO_BENCH_P5_RUNS, ROUTERO_BENCH_P6_PROBES, ROUTERO_BENCH_TIMEOUT_SECS. KEEP_TESTBED=1 leaves the API
 # server running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +37,7 @@ run() {
 if [ $# -gt 0 ]; then
   for s in "$@"; do run "$s"; done
 elif [ -n "${BENCH_FULL:-}" ]; then
-  for s in p1 p2 p3 p4 p5; do run "$s"; done
+  for s in p1 p2 p3 p4 p5 p6; do run "$s"; done
 else
   # Quick sizes: the same code paths, a fraction of the objects.
   run p1
@@ -45,4 +45,5 @@ else
   ROUTERO_BENCH_KEYS=${ROUTERO_BENCH_KEYS:-200} ROUTERO_BENCH_RESYNC_SECS=${ROUTERO_BENCH_RESYNC_SECS:-10} run p3
   ROUTERO_BENCH_KEYS=${ROUTERO_BENCH_KEYS:-1000} ROUTERO_BENCH_SECRETS=${ROUTERO_BENCH_SECRETS:-5000} run p4
   run p5
+  ROUTERO_BENCH_KEYS=${ROUTERO_BENCH_KEYS:-1000} ROUTERO_BENCH_P6_PROBES=${ROUTERO_BENCH_P6_PROBES:-3} run p6
 fi

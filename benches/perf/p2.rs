@@ -6,6 +6,7 @@ use crate::harness::{
     Table, Tracker, create_fleet, env_or, gateway_writes, print_warnings, secs, target, total,
 };
 use crate::support::fake_gateway::FakeGateway;
+use crate::support::kube_recorder::{RequestLog, recording_client};
 use crate::support::testbed::{self, Operator, OperatorOptions};
 
 /// Requests in flight while the bench creates objects.
@@ -17,6 +18,8 @@ pub struct Fleet {
     pub fake: FakeGateway,
     pub tracker: Tracker,
     pub operator: Option<Operator>,
+    /// Every API-server request the operator made.
+    pub requests: RequestLog,
     pub teams: usize,
     pub keys: usize,
     /// When the operator was started.
@@ -60,13 +63,15 @@ impl Fleet {
             timeout: Duration::from_secs(10),
             ..Default::default()
         };
+        let (recording, requests) = recording_client().await;
         let started = Instant::now();
-        let operator = Some(Operator::start(&client, &target(&fake), &ns, opts).await);
+        let operator = Some(Operator::start(&recording, &target(&fake), &ns, opts).await);
         Self {
             ns,
             fake,
             tracker,
             operator,
+            requests,
             teams,
             keys,
             started,

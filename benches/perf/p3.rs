@@ -4,6 +4,25 @@ use std::time::Duration;
 
 use crate::harness::{Table, env_or, gateway_writes, print_warnings, secs, total};
 use crate::p2::Fleet;
+use crate::support::kube_recorder::RequestLog;
+
+/// The operator's GETs of single objects (`…/<plural>/<name>`, no watch), by resource.
+fn object_gets(log: &RequestLog) -> std::collections::BTreeMap<String, u64> {
+    let mut by = std::collections::BTreeMap::new();
+    for r in log.requests() {
+        if r.method != "GET" || r.query.contains("watch") {
+            continue;
+        }
+        let mut parts = r.path.rsplit('/');
+        let (_name, plural) = (parts.next(), parts.next());
+        if let Some(p) = plural
+            .filter(|p| ["secrets", "routeroteams", "routerokeys", "routeromembers"].contains(p))
+        {
+            *by.entry(p.to_owned()).or_insert(0) += 1;
+        }
+    }
+    by
+}
 
 pub async fn run() {
     let keys: usize = env_or("ROUTERO_BENCH_KEYS", 1000);
@@ -27,10 +46,12 @@ pub async fn run() {
     print_warnings("during set-up and the settling resync");
     fleet.fake.reset_counts();
     fleet.tracker.take_writes();
+    fleet.requests.clear();
     eprintln!("measuring {intervals} resync intervals");
     tokio::time::sleep(resync * intervals).await;
     let calls = fleet.fake.counts();
     let writes = fleet.tracker.take_writes();
+    let gets = object_gets(&fleet.requests);
     let objects = (keys + teams) as f64;
     let per_resync = |v: u64| v as f64 / f64::from(intervals);
 
@@ -52,6 +73,23 @@ pub async fn run() {
         format!("{:.1}", per_resync(gateway_writes(&calls))),
         format!("{:.3}", per_resync(gateway_writes(&calls)) / objects),
     ]);
+    t.print();
+
+    let mut t = Table::new(&[
+        "API-server GETs of one object",
+        "per resync",
+        "per key resync",
+    ]);
+    for (k, v) in &gets {
+        t.row(vec![
+            k.clone(),
+            format!("{:.1}", per_resync(*v)),
+            format!("{:.3}", per_resync(*v) / keys as f64),
+        ]);
+    }
+    if gets.is_empty() {
+        t.row(vec!["none".into(), "0".into(), "0".into()]);
+    }
     t.print();
 
     let mut t = Table::new(&["Kubernetes writes (watched)", "per resync"]);

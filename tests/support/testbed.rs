@@ -264,6 +264,16 @@ impl Operator {
         namespace: &str,
         opts: OperatorOptions,
     ) -> Self {
+        Self::start_in(client, gateway, vec![namespace.to_owned()], opts).await
+    }
+
+    /// The operator over `namespaces` (none: every namespace, as the chart's default).
+    pub async fn start_in(
+        client: &Client,
+        gateway: &GatewayTarget,
+        namespaces: Vec<String>,
+        opts: OperatorOptions,
+    ) -> Self {
         let mut gw = GatewayConfig::new(
             gateway.url.clone(),
             AdminKey::Static(SecretString::from(gateway.admin_key.clone())),
@@ -272,7 +282,7 @@ impl Operator {
         gw.timeout = opts.timeout;
         let config = OperatorConfig {
             gateway: gw,
-            watch_namespaces: vec![namespace.to_owned()],
+            watch_namespaces: namespaces,
             admin_namespaces: opts.admin_namespaces,
             resync: opts.resync,
             metrics_addr: None,
