@@ -3,6 +3,7 @@ pub mod alerting;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod fair;
 pub mod gateway;
 pub mod health;
 pub mod leader;

@@ -49,7 +49,7 @@ pub struct Context {
     /// Gateway teams' and users' owner markers as last read, sparing a key's ownership check its reads.
     pub markers: Markers,
     /// Reconcile slots, shared fairly between namespaces.
-    pub gate: super::fair::FairGate,
+    pub gate: crate::fair::FairGate,
     /// The RouteroKey controllers' caches (one per watched namespace), once they run: how many keys the operator
     /// manages.
     pub key_cache: Mutex<Vec<Store<RouteroKey>>>,
@@ -100,7 +100,7 @@ impl Context {
             keys: KeySnapshot::default(),
             teams: TeamSnapshot::default(),
             markers: Markers::default(),
-            gate: super::fair::FairGate::new(super::SLOTS),
+            gate: crate::fair::FairGate::new(super::SLOTS),
             key_cache: Mutex::default(),
             team_cache: Mutex::default(),
             caches: Mutex::default(),

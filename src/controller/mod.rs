@@ -1,7 +1,6 @@
 //! One controller per kind. Each reconcile observes the gateway, diffs, acts, then patches status.
 pub mod context;
 pub mod duration;
-pub mod fair;
 pub mod key;
 pub mod key_value;
 pub mod member;

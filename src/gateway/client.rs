@@ -112,6 +112,7 @@ pub struct Gateway {
     base: String,
     admin_key: AdminKey,
     limiter: DefaultDirectRateLimiter,
+    turns: crate::fair::FairGate,
     attempts: u32,
     observer: Option<Arc<dyn GatewayObserver>>,
     /// The user the admin key belongs to, by the key's hash (a rotated key is looked up again).
@@ -131,6 +132,7 @@ impl Gateway {
             base: config.url.trim_end_matches('/').to_owned(),
             admin_key: config.admin_key,
             limiter: RateLimiter::direct(Quota::per_second(config.rate_limit)),
+            turns: crate::fair::FairGate::new(1),
             attempts: config.attempts.max(1),
             observer: None,
             admin_user: std::sync::Mutex::default(),
@@ -227,7 +229,8 @@ impl Gateway {
         actor: Option<&str>,
     ) -> Result<T, GatewayError> {
         let key = self.admin_key.read().await?;
-        self.limiter.until_ready().await;
+        // One caller at a time waits on the limiter, taken in turn by namespace (see `fair`).
+        self.turns.run_in_turn(|| self.limiter.until_ready()).await;
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))

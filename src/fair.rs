@@ -8,11 +8,20 @@
 //!
 //! A waiting reconcile is a small parked future (its work is boxed only once admitted), so a backlog of thousands
 //! costs little memory, and no API-server or gateway request is made before a slot is held.
+//!
+//! The admitted reconciles then meet again at the gateway's rate limiter. There a gate of one slot takes the next
+//! call in the same round robin (the namespace is the admitting reconcile's, carried in a task-local), so a
+//! newcomer's call waits for the one call in progress, not behind every admitted call of a busy namespace.
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
+
+tokio::task_local! {
+    /// The namespace whose reconcile this task runs.
+    static NAMESPACE: String;
+}
 
 #[derive(Clone)]
 pub struct FairGate {
@@ -56,7 +65,19 @@ impl FairGate {
     {
         let _slot = self.acquire(namespace).await;
         // Boxed only now: the parked future stays small.
-        Box::pin(work()).await
+        Box::pin(NAMESPACE.scope(namespace.to_owned(), work())).await
+    }
+
+    /// Runs `work` once a slot is free for the namespace of the reconcile this task runs (see `run`); calls made
+    /// outside any reconcile (the snapshots' listings) take their turn as a namespace of their own.
+    pub async fn run_in_turn<F, Fut, T>(&self, work: F) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let namespace = NAMESPACE.try_with(String::clone).unwrap_or_default();
+        let _slot = self.acquire(&namespace).await;
+        work().await
     }
 
     async fn acquire(&self, namespace: &str) -> Slot {
@@ -202,6 +223,36 @@ mod tests {
         assert_eq!(a, expected.iter().collect::<Vec<_>>());
         assert_eq!(gate.running(), 0);
         assert_eq!(gate.waiting(), (0, 0));
+    }
+
+    /// A call's turn at the gateway is its reconcile's namespace's: inside `run`, `run_in_turn` queues as that one.
+    #[tokio::test]
+    async fn calls_take_the_turn_of_their_reconciles_namespace() {
+        let reconciles = FairGate::new(4);
+        let calls = FairGate::new(1);
+        let (hold_tx, hold_rx) = oneshot::channel::<()>();
+        let c = calls.clone();
+        let holder =
+            tokio::spawn(async move { c.run_in_turn(|| async { hold_rx.await.ok() }).await });
+        while calls.running() < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let c = calls.clone();
+        let waiter = tokio::spawn(async move {
+            reconciles
+                .run(
+                    "tenant-b",
+                    || async move { c.run_in_turn(|| async { 7 }).await },
+                )
+                .await
+        });
+        while calls.waiting() != (1, 1) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(calls.inner.lock().waiting.contains_key("tenant-b"));
+        let _ = hold_tx.send(());
+        holder.await.expect("holder");
+        assert_eq!(waiter.await.expect("waiter"), 7);
     }
 
     /// At most `slots` run at once, and a cancelled waiter neither keeps nor loses a slot.
