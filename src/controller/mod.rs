@@ -64,6 +64,28 @@ where
         .namespace()
         .ok_or_else(|| Error::Invalid(format!("{} has no namespace", K::kind(&()))))?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    // A new object: add the finalizer and go on in the same pass. (`finalizer` alone ends the pass there, and the
+    // object's work waits for the pass the patch triggers: a watch round trip, and behind a backlog a whole queue.)
+    let obj = if obj.meta().deletion_timestamp.is_none()
+        && !obj.finalizers().iter().any(|f| f == FINALIZER)
+    {
+        match add_finalizer(&api, &obj).await {
+            Ok(patched) => Arc::new(patched),
+            // Changed since it was read: the pass that change triggers starts again.
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => {
+                return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+            }
+            Err(e) => {
+                let e = Error::from(e);
+                failed(status::Outcome::failed(e.reason(), e.to_string())).await;
+                ctx.event(obj.as_ref(), true, e.reason(), e.to_string())
+                    .await;
+                return Err(e);
+            }
+        }
+    } else {
+        obj
+    };
     let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
         match event {
             Finalizer::Apply(o) => apply(o).await,
@@ -81,6 +103,25 @@ where
             .await;
     }
     result
+}
+
+/// Adds the operator's finalizer, on the condition that the object is still the version read (a merge patch with
+/// its `resourceVersion`: a concurrent change answers 409, and nobody's finalizer is lost or doubled).
+async fn add_finalizer<K>(api: &Api<K>, obj: &K) -> std::result::Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let mut finalizers = obj.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": obj.resource_version(), "finalizers": finalizers}
+    });
+    api.patch(
+        &obj.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
 }
 
 /// A gateway team or user as deletion sees it: its metadata, and why this resource must not delete it even if the
