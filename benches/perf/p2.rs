@@ -127,7 +127,7 @@ pub async fn run() {
             .get(((q * keys as f64).ceil() as usize).saturating_sub(1))
             .map_or("-".to_owned(), |t| secs(*t - fleet.started))
     };
-    let floor_min = (2 * keys + 2 * teams) as f64 / f64::from(rate);
+    let floor_min = (keys + 2 * teams) as f64 / f64::from(rate);
     let floor = total(&calls) as f64 / f64::from(rate);
 
     if !all {
@@ -174,7 +174,11 @@ pub async fn run() {
     ]);
     t.row(vec![
         "floor: unavoidable calls / rate".into(),
-        format!("{floor_min:.1} s (2 per key: generate + info; 2 per team: info + new)"),
+        format!("{floor_min:.1} s (1 per key: generate; 2 per team: info + new)"),
+    ]);
+    t.row(vec![
+        "wall / floor (unavoidable calls)".into(),
+        format!("{:.2}", wall.as_secs_f64() / floor_min),
     ]);
     t.row(vec![
         "wall / floor (calls made)".into(),
