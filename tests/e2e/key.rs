@@ -262,6 +262,11 @@ async fn key_issue_and_revoke_on_real_litellm() {
 }
 
 #[tokio::test]
+async fn key_issue_and_revoke_on_litellm_1_98() {
+    issue_and_revoke(GatewayTarget::litellm_1_98()).await;
+}
+
+#[tokio::test]
 async fn key_issue_and_revoke_on_fake_gateway() {
     let fake = FakeGateway::start().await;
     issue_and_revoke(GatewayTarget::fake(&fake)).await;
@@ -271,7 +276,16 @@ async fn key_issue_and_revoke_on_fake_gateway() {
 /// refused; the new key works; one key with the alias remains.
 #[tokio::test]
 async fn recreate_rotation_on_real_litellm() {
-    let bed = Bed::new(GatewayTarget::litellm(), "key-recreate", json!({})).await;
+    recreate_rotation(GatewayTarget::litellm()).await;
+}
+
+#[tokio::test]
+async fn recreate_rotation_on_litellm_1_98() {
+    recreate_rotation(GatewayTarget::litellm_1_98()).await;
+}
+
+async fn recreate_rotation(target: GatewayTarget) {
+    let bed = Bed::new(target, "key-recreate", json!({})).await;
     bed.create_key(
         "api",
         json!({"teamRef": {"name": "team"}, "rotation": {"strategy": "Auto", "gracePeriod": "4s"}}),

@@ -562,6 +562,11 @@ async fn operations_config_update_validation_on_real_litellm() {
 }
 
 #[tokio::test]
+async fn operations_config_update_validation_on_litellm_1_98() {
+    config_update_validation(GatewayTarget::litellm_1_98()).await;
+}
+
+#[tokio::test]
 async fn operations_config_update_validation_on_fake_gateway() {
     let fake = FakeGateway::start().await;
     config_update_validation(GatewayTarget::fake(&fake)).await;
