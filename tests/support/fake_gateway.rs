@@ -210,6 +210,12 @@ impl FakeGateway {
         self.inner.state().release = release;
     }
 
+    /// The `litellm_version` `/health/readiness/details` reports, whatever the release imitated; `None` leaves the
+    /// field out, as a gateway that does not say.
+    pub fn set_reported_version(&self, version: Option<&str>) {
+        self.inner.state().reported_version = Some(version.map(str::to_owned));
+    }
+
     /// On by default. Off, both regenerate routes answer 500 "Enterprise feature" like open-source LiteLLM.
     pub fn set_regenerate_enabled(&self, on: bool) {
         self.inner.ctl().regenerate_enabled = on;
@@ -578,15 +584,19 @@ impl Inner {
         let now = now_ms();
         let mut st = self.state();
         let parsed = || parse_body(body);
-        let version = match st.release {
-            FakeRelease::Newest => VERSION,
-            FakeRelease::V1_98 => VERSION_1_98,
+        let version = match (&st.reported_version, st.release) {
+            (Some(v), _) => v.clone(),
+            (None, FakeRelease::Newest) => Some(VERSION.to_owned()),
+            (None, FakeRelease::V1_98) => Some(VERSION_1_98.to_owned()),
         };
         let result = match route.kind {
-            Kind::ReadinessDetails => Ok((
-                200,
-                json!({"status": "healthy", "db": "connected", "cache": null, "litellm_version": version}),
-            )),
+            Kind::ReadinessDetails => {
+                let mut details = json!({"status": "healthy", "db": "connected", "cache": null});
+                if let Some(v) = version {
+                    details["litellm_version"] = json!(v);
+                }
+                Ok((200, details))
+            }
             Kind::TeamNew => parsed().and_then(|b| st.team_new(b, now)),
             Kind::TeamInfo => st.team_info(query),
             Kind::TeamUpdate => parsed().and_then(|b| st.team_update(b, now)),
@@ -1262,6 +1272,8 @@ struct State {
     /// token → indexes into `archive`.
     archived: HashMap<String, Vec<usize>>,
     release: FakeRelease,
+    /// Set by `set_reported_version`: overrides the release's own version in `/health/readiness/details`.
+    reported_version: Option<Option<String>>,
     /// 1.98.0 only: keys that authenticated, by token → (the key's row, when the cache entry expires).
     auth_cache: HashMap<String, (Row, i64)>,
 }
@@ -1483,6 +1495,7 @@ impl State {
             archive: Vec::new(),
             archived: HashMap::new(),
             release: FakeRelease::Newest,
+            reported_version: None,
             auth_cache: HashMap::new(),
         };
         // The admin key acts as this user; it joins every team it creates.
