@@ -7,7 +7,9 @@
 //! - the auth cache: a key that authenticated keeps authenticating for 60 s after its user is deleted
 //!   (`/user/delete`); `/key/delete` and `/team/delete` end it at once;
 //! - `/team/member_update` on a non-member answers 200 and changes nothing (1.108.7: 404);
-//! - `/key/list` accepts only `status=deleted` (400 otherwise).
+//! - `/key/list` accepts only `status=deleted` (400 otherwise);
+//! - `/team/info` lists no `team_memberships` row for `default_user_id`, and `/team/member_add` of a member by an
+//!   e-mail in another case lists that user in `updated_users` (the operator reads neither).
 //!
 //! It follows `gateway-api.md` and, where the real gateway disagrees with that page, the real gateway: the contract
 //! tests in `tests/e2e/gateway_contract.rs` run the same checks against both. Every request is handled under one
@@ -2020,9 +2022,12 @@ impl State {
         }
         info.insert("team_member_budget_table".into(), Value::Null);
         info.insert("model_max_budget_usage".into(), json!({}));
+        // 1.98.0 lists no membership row for the admin key's default_user_id (1.108.7 does).
+        let legacy = self.release == FakeRelease::V1_98;
         let memberships: Vec<Value> = team
             .memberships
             .iter()
+            .filter(|m| !(legacy && str_of(m, "user_id") == Some(ADMIN_USER)))
             .map(|m| {
                 let mut m = m.clone();
                 m.insert("budget_source".into(), json!("none"));
@@ -2213,12 +2218,18 @@ impl State {
         let mut memberships = Vec::new();
         for m in &fresh {
             let uid = self.ensure_member_user(m, now);
-            // An email in another case resolves to a user already in the team: skipped, and still 200.
+            // An email in another case resolves to a user already in the team: skipped, and still 200 (1.98.0
+            // still lists the user in updated_users).
             if self
                 .teams
                 .get(&team_id)
                 .is_some_and(|t| State::is_member(t, &uid, None))
             {
+                if self.release == FakeRelease::V1_98
+                    && let Some(u) = self.users.get(&uid)
+                {
+                    users.push(Value::Object(u.row.clone()));
+                }
                 continue;
             }
             memberships.push(Value::Object(
