@@ -292,6 +292,8 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
                 )
                 .await;
             }
+            // Only a listed member is updated: on a non-member /team/member_update answers 404 on 1.108.7 but 200
+            // with no change on 1.98.0, so its answer could not tell whether the role was set.
             Some(r) if r.role.as_deref() != Some(role) => {
                 gw.team_member_update(&change, &actor).await?;
                 ctx.event(

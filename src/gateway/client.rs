@@ -359,7 +359,7 @@ impl Gateway {
         .map(|v| v.is_some())
     }
 
-    /// Adds a member; "already in team" counts as done.
+    /// Adds a member; "already in team" (400, seen on 1.98.0 and 1.108.7) counts as done.
     pub async fn team_member_add(&self, m: &TeamMember, actor: &str) -> Result<(), GatewayError> {
         let body = serde_json::json!({ "team_id": m.team_id, "member": { "role": m.role, "user_id": m.user_id } });
         match self
@@ -387,7 +387,7 @@ impl Gateway {
             .map(drop)
     }
 
-    /// Removes a member; "not in team" counts as done.
+    /// Removes a member; "not in team" (400, seen on 1.98.0 and 1.108.7) counts as done.
     pub async fn team_member_delete(
         &self,
         team_id: &str,
@@ -424,7 +424,8 @@ impl Gateway {
             .await
     }
 
-    /// The live key with this SHA-256 hash, or `None`. The gateway answers 200 for a deleted key too (from its
+    /// The live key with this SHA-256 hash, or `None`: 404 on 1.98.0 and 1.108.7 for a key that never was or was
+    /// hard-deleted with its user; for a deleted key 1.98.0 answers 404 and 1.108.7 200 (from its
     /// archive, with `status: deleted`): that counts as `None`.
     pub async fn key_info(&self, hash: &str) -> Result<Option<KeyRow>, GatewayError> {
         not_found_as_none(
@@ -508,7 +509,7 @@ impl Gateway {
         }
     }
 
-    /// Updates a key. `false` when the key is gone (the gateway says "Team not found" with 404 here).
+    /// Updates a key. `false` when the key is gone (404, seen on 1.98.0 and 1.108.7).
     pub async fn key_update(&self, req: &KeyUpdate, actor: &str) -> Result<bool, GatewayError> {
         not_found_as_none(
             self.post::<_, Value>("/key/update", req, Repeat::Safe, actor)
@@ -517,7 +518,8 @@ impl Gateway {
         .map(|v| v.is_some())
     }
 
-    /// Deletes one key by hash. `false` when it was already gone.
+    /// Deletes one key by hash. `false` when it was already gone (404, seen on 1.98.0 and 1.108.7). Takes effect on
+    /// the next request on both, auth cache included.
     pub async fn key_delete(&self, hash: &str, actor: &str) -> Result<bool, GatewayError> {
         let body = serde_json::json!({ "keys": [hash] });
         not_found_as_none(
@@ -565,7 +567,9 @@ impl Gateway {
             .map(drop)
     }
 
-    /// Deletes a user (the gateway also deletes their keys). `false` when already gone.
+    /// Deletes a user. The gateway also deletes their key rows, but on 1.98.0 a key in use keeps authenticating
+    /// until its auth cache expires (about 60 s; 1.108.7 refuses it at once), so deprovisioning revokes each key
+    /// first (`controller::revoke_keys`). `false` when already gone (404, seen on both).
     pub async fn user_delete(&self, user_id: &str, actor: &str) -> Result<bool, GatewayError> {
         let body = serde_json::json!({ "user_ids": [user_id] });
         not_found_as_none(
