@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, and the integration tests against the real API server (envtest), the real
-# LiteLLM gateway and the in-repo fake gateway. Installs and starts the test bed when it is missing.
+# LiteLLM gateways (1.108.7 on :4000 and 1.98.0 on :4001, the newest and oldest tested releases) and the in-repo fake
+# gateway. Installs and starts the test bed when it is missing; the gateways install while the tests build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/testbed.sh

@@ -1,22 +1,50 @@
 #!/usr/bin/env bash
 # Sourced by the other scripts: locate the shared test bed and start what is missing.
-# After `testbed_up`, KUBECONFIG points at the envtest API server and the real LiteLLM gateway answers on :4000.
+# After `envtest_up`, KUBECONFIG points at the envtest API server; after `litellm_start_bg` and `litellm_wait`, the real
+# LiteLLM gateways answer: 1.108.7 on :4000 (ROUTERO_TEST_LITELLM_URL) and 1.98.0 on :4001 (ROUTERO_TEST_LITELLM_OLD_URL).
 TESTBED=${TESTBED:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/testbed}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/routero-target}
 export ROUTERO_TEST_LITELLM_URL=${ROUTERO_TEST_LITELLM_URL:-http://127.0.0.1:4000}
 export ROUTERO_TEST_LITELLM_KEY=${ROUTERO_TEST_LITELLM_KEY:-sk-admin-test}
 
-# Starts LiteLLM in the background (its first install takes minutes) so a build can run meanwhile.
+# The real gateways the suite runs against, newest first: LiteLLM release, state directory, Postgres port, port.
+# The first is the newest tested release; the second the oldest (a hosted Routero may lag upstream by months).
+LITELLM_GATEWAYS=(
+  "1.108.7 /var/tmp/routero-litellm 5433 4000"
+  "1.98.0 /var/tmp/routero-litellm-98 5434 4001"
+)
+export ROUTERO_TEST_LITELLM_OLD_URL=${ROUTERO_TEST_LITELLM_OLD_URL:-http://127.0.0.1:4001}
+
+# Starts every gateway of LITELLM_GATEWAYS in the background (a first install takes minutes: 1.108.7 about 2.5, 1.98.0
+# about 4) so a build can run meanwhile. They install side by side, except Postgres: start.sh installs that with
+# apt, which one process at a time may run, so the later gateways wait until the first has it (or has given up).
 litellm_start_bg() {
-  LITELLM_LOG=$(mktemp /tmp/routero-litellm-start.XXXXXX.log)
-  # Serialised: CI warms the gateway up while it lints, then the test script asks again.
-  # -o: the servers start.sh leaves running must not inherit the lock, or the next start waits for ever.
-  # A failed start is recovered and retried once: on a restored machine without the Postgres package, start.sh
-  # installs it first and only then fails on the old data directory, which litellm_recover can start by then.
-  flock -o /var/tmp/routero-litellm-start.lock bash -c "$(declare -f litellm_recover drop_stale_pid)
+  LITELLM_PIDS=(); LITELLM_LOGS=(); LITELLM_URLS=(); LITELLM_BASES=()
+  local gateway version base pgport lport first_pid=""
+  for gateway in "${LITELLM_GATEWAYS[@]}"; do
+    read -r version base pgport lport <<<"$gateway"
+    LITELLM_LOGS+=("$(mktemp /tmp/routero-litellm-start.XXXXXX.log)")
+    LITELLM_URLS+=("http://127.0.0.1:$lport"); LITELLM_BASES+=("$base")
+    LITELLM_VERSION=$version BASE=$base PGPORT=$pgport LPORT=$lport \
+      litellm_start_one "${first_pid}" >"${LITELLM_LOGS[-1]}" 2>&1 &
+    LITELLM_PIDS+=($!)
+    first_pid=${first_pid:-$!}
+  done
+}
+
+# One gateway, as LITELLM_VERSION/BASE/PGPORT/LPORT say; $1 is the pid of the start that installs Postgres, if
+# another. Serialised per state directory: CI warms the gateways up while it lints, then the test script asks again.
+# -o: the servers start.sh leaves running must not inherit the lock, or the next start waits for ever.
+# A failed start is recovered and retried once: on a restored machine without the Postgres package, start.sh
+# installs it first and only then fails on the old data directory, which litellm_recover can start by then.
+litellm_start_one() {
+  export LITELLM_VERSION BASE PGPORT LPORT
+  if [ -n "$1" ]; then
+    while [ ! -x /usr/lib/postgresql/15/bin/initdb ] && kill -0 "$1" 2>/dev/null; do sleep 2; done
+  fi
+  flock -o "/var/tmp/$(basename "$BASE")-start.lock" bash -c "$(declare -f litellm_recover drop_stale_pid)
     litellm_recover; \"\$1\" || { echo '[routero] gateway start failed; recovering and retrying once'; litellm_recover; \"\$1\"; }" \
-    _ "$TESTBED/litellm/start.sh" >"$LITELLM_LOG" 2>&1 &
-  LITELLM_PID=$!
+    _ "$TESTBED/litellm/start.sh"
 }
 
 # A machine restored from a snapshot keeps the gateway's state in /var/tmp but none of its processes. start.sh
@@ -47,12 +75,16 @@ drop_stale_pid() {
 }
 
 litellm_wait() {
-  if ! wait "$LITELLM_PID"; then
-    echo "the LiteLLM test gateway did not start:" >&2; tail -30 "$LITELLM_LOG" >&2
-    echo "Postgres log (${BASE:-/var/tmp/routero-litellm}/pglog/pg.log):" >&2
-    tail -5 "${BASE:-/var/tmp/routero-litellm}/pglog/pg.log" >&2 2>/dev/null; return 1
-  fi
-  curl -sf -o /dev/null "$ROUTERO_TEST_LITELLM_URL/health/liveliness" && rm -f "$LITELLM_LOG"
+  local i failed=0
+  for i in "${!LITELLM_PIDS[@]}"; do
+    if ! wait "${LITELLM_PIDS[$i]}"; then
+      echo "the LiteLLM test gateway at ${LITELLM_URLS[$i]} did not start:" >&2; tail -30 "${LITELLM_LOGS[$i]}" >&2
+      echo "Postgres log (${LITELLM_BASES[$i]}/pglog/pg.log):" >&2
+      tail -5 "${LITELLM_BASES[$i]}/pglog/pg.log" >&2 2>/dev/null; failed=1; continue
+    fi
+    curl -sf -o /dev/null "${LITELLM_URLS[$i]}/health/liveliness" && rm -f "${LITELLM_LOGS[$i]}"
+  done
+  return $failed
 }
 
 envtest_up() {

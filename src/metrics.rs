@@ -43,6 +43,14 @@ struct TeamLabels {
     team_id: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayInfoLabels {
+    /// The LiteLLM release the gateway reports, or `unknown`.
+    version: String,
+    /// `true` within the range the operator was tested on.
+    tested: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -68,6 +76,7 @@ pub struct Metrics {
     alerting_applied: Gauge,
     alerting_errors: Counter,
     leader: Gauge,
+    gateway_info: Family<GatewayInfoLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -125,8 +134,15 @@ impl Metrics {
             "1 while this replica runs the controllers (holds the lease, or leader election is off)",
             leader.clone(),
         );
+        let gateway_info = Family::<GatewayInfoLabels, Gauge>::default();
+        registry.register(
+            "gateway_info",
+            "1 for the LiteLLM release the gateway reported at start-up, with whether it is in the tested range",
+            gateway_info.clone(),
+        );
         Self {
             registry,
+            gateway_info,
             reconciliations,
             reconcile_duration,
             reconcile_errors,
@@ -218,6 +234,17 @@ impl Metrics {
     pub fn alerting_failed(&self) {
         self.alerting_applied.set(0);
         self.alerting_errors.inc();
+    }
+
+    /// One series: a version read again replaces the last.
+    pub fn set_gateway_version(&self, version: &crate::gateway::GatewayVersion) {
+        self.gateway_info.clear();
+        self.gateway_info
+            .get_or_create(&GatewayInfoLabels {
+                version: version.label().to_owned(),
+                tested: version.is_tested().to_string(),
+            })
+            .set(1);
     }
 
     pub fn set_leader(&self, leading: bool) {

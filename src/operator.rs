@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::alerting::{self, AlertingConfig};
 use crate::controller::{self, Context, Settings, snapshot};
-use crate::gateway::{Gateway, GatewayConfig};
+use crate::gateway::{Gateway, GatewayConfig, GatewayVersion};
 use crate::health::{self, Readiness};
 use crate::leader::{self, LeaderElection};
 use crate::metrics::Metrics;
@@ -191,14 +191,23 @@ async fn act(
     );
 }
 
-/// Asks `/health/readiness` until the gateway answers once (for `/readyz`), backing off to 5 s.
+/// Asks `/health/readiness` until the gateway answers once (for `/readyz`), backing off to 5 s, and reads its
+/// version before reporting it ready.
 async fn probe_gateway(ctx: &Context) {
     let gateway = &ctx.gateway;
     let mut wait = Duration::from_millis(250);
     let mut warned = false;
     loop {
-        match gateway.readiness().await {
-            Ok(_) => {
+        let answered = match gateway.readiness().await {
+            Ok(_) => gateway
+                .version()
+                .await
+                .map(|v| GatewayVersion::classify(v.as_deref())),
+            Err(e) => Err(e),
+        };
+        match answered {
+            Ok(version) => {
+                ctx.set_gateway_version(version);
                 tracing::info!(gateway = gateway.base_url(), "gateway is ready");
                 ctx.readiness.set_gateway_answered();
                 return;

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use super::snapshot::{KeySnapshot, Markers, TeamSnapshot};
 use crate::crd::{RouteroKey, RouteroMember, RouteroTeam};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, GatewayVersion};
 use crate::health::Readiness;
 use crate::metrics::Metrics;
 use k8s_openapi::api::core::v1::Secret;
@@ -64,6 +64,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The gateway answered that regenerate is licence-gated: `Auto` rotations go straight to Recreate.
     no_regenerate: AtomicBool,
+    /// The gateway's release as read at start-up; `None` until it has answered.
+    gateway_version: Mutex<Option<GatewayVersion>>,
 }
 
 /// The objects in a set of watch caches.
@@ -106,6 +108,7 @@ impl Context {
             caches: Mutex::default(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
+            gateway_version: Mutex::default(),
         }
     }
 
@@ -168,6 +171,30 @@ impl Context {
     /// How many RouteroTeams the operator manages (0 until the team controllers run).
     pub fn managed_teams(&self) -> usize {
         count(&self.team_cache)
+    }
+
+    /// Records the gateway's release: logged, exported as `routero_gateway_info`, and, outside the tested range,
+    /// a Warning log and the `GatewayVersion` condition on every RouteroTeam (see `team::report`).
+    pub fn set_gateway_version(&self, version: GatewayVersion) {
+        match version.warning() {
+            None => tracing::info!(version = version.label(), "gateway LiteLLM version"),
+            Some((reason, message)) => {
+                tracing::warn!(version = version.label(), reason, "{message}")
+            }
+        }
+        self.metrics.set_gateway_version(&version);
+        *self
+            .gateway_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(version);
+    }
+
+    /// The gateway's release, once read.
+    pub fn gateway_version(&self) -> Option<GatewayVersion> {
+        self.gateway_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn regenerate_unsupported(&self) -> bool {

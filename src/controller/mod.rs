@@ -143,7 +143,7 @@ impl Held {
 /// A deleted team or member under its `deletionPolicy`: `Orphan` leaves the gateway object `what` in place; `Delete`
 /// reads it and deletes it (as the resource's actor) only when it carries the resource's ownership markers, or
 /// carries none and `proven` (the resource's status proves it managed it). Gone already: done; someone else's, or
-/// refused: left alone, and the finalizer still completes. `consequence` completes the Event (" and its keys").
+/// refused: left alone, and the finalizer still completes. `consequence` completes the Event (" after revoking each of its keys").
 #[allow(clippy::too_many_arguments)]
 async fn release<K, D>(
     obj: &K,
@@ -184,6 +184,38 @@ where
         None => {}
     }
     Ok(Action::await_change())
+}
+
+/// Revokes, one `/key/delete` each, every live key bound to the gateway user or team `id`, including keys made
+/// outside the operator: deprovisioning never relies on the gateway's cascade (DESIGN §4). On LiteLLM 1.98.0 a
+/// deleted user's keys kept authenticating (`/v1/models` 200) for about 60 s, until the gateway's auth cache
+/// expired, although `/user/delete` had removed their rows; `/key/delete` takes effect on the next request on
+/// 1.98.0 and 1.108.7 alike (tests/e2e/gateway_contract.rs `user_delete_cascades_keys`, `key_works_until_deleted`).
+/// Call it only from `release`'s delete step, that is once the user or team has proved by its owner marker (or
+/// this resource's provenance) that it is this resource's own: the id comes from spec and the ownership check,
+/// never from anything a tenant can write, so a tenant cannot aim it at someone else's keys.
+async fn revoke_keys(
+    ctx: &Context,
+    holder: crate::gateway::client::KeyHolder,
+    id: &str,
+    actor: &str,
+) -> std::result::Result<usize, GatewayError> {
+    let hashes = ctx.gateway.key_hashes_of(holder, id).await?;
+    let mut revoked = 0;
+    for hash in &hashes {
+        // A key already gone (a concurrent delete, the RouteroKey's own finalizer) counts as revoked.
+        ctx.gateway.key_delete(hash, actor).await?;
+        revoked += 1;
+    }
+    if revoked > 0 {
+        tracing::info!(
+            ?holder,
+            id,
+            revoked,
+            "revoked keys before deleting their holder"
+        );
+    }
+    Ok(revoked)
 }
 
 /// Counts the failure and backs off per object: 1 s doubling to 5 min.

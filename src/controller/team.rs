@@ -14,6 +14,7 @@ use crate::crd::common::ready_because;
 use crate::crd::{RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
 use crate::error::Result;
 use crate::gateway::GatewayError;
+use crate::gateway::client::KeyHolder;
 use crate::gateway::types::{Metadata, TeamRow, TeamWrite};
 
 pub async fn reconcile(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Action> {
@@ -150,7 +151,9 @@ async fn apply(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(ctx.resync_after()))
 }
 
-/// Deletion: `Delete` removes the gateway team if it is ours (404 = done); `Orphan` and foreign teams are left alone.
+/// Deletion: `Delete` revokes each of the gateway team's keys, then removes the team, if it is ours (404 = done);
+/// `Orphan` and foreign teams are left alone. The keys go explicitly rather than by the gateway's cascade, which
+/// versions handle differently (DESIGN §4).
 async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
     let team_id = team.team_id();
     let id = team_id.as_str();
@@ -163,7 +166,7 @@ async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
         ctx,
         team.spec.deletion_policy,
         &format!("gateway team '{id}'"),
-        " and its keys",
+        " after revoking each of its keys",
         proven,
         async {
             Ok(ctx
@@ -172,7 +175,10 @@ async fn cleanup(team: &RouteroTeam, ctx: &Context) -> Result<Action> {
                 .await?
                 .map(|row| super::Held::deletable(row.metadata)))
         },
-        |actor| async move { ctx.gateway.team_delete(id, &actor).await },
+        |actor| async move {
+            super::revoke_keys(ctx, KeyHolder::Team, id, &actor).await?;
+            ctx.gateway.team_delete(id, &actor).await
+        },
     )
     .await
 }
@@ -209,8 +215,20 @@ async fn report(
     if outcome.synced {
         ctx.succeeded(&key);
     }
+    let mut conditions = outcome.conditions(&previous.conditions, team.metadata.generation);
+    // Every team shows it: each tenant has one, and keys and members depend on one. A gateway outside the tested
+    // range still gets served; the condition tells people why something may behave unlike the docs.
+    if let Some((reason, message)) = ctx.gateway_version().and_then(|v| v.warning()) {
+        conditions.push(super::status::notice(
+            &previous.conditions,
+            GATEWAY_VERSION,
+            reason,
+            &message,
+            team.metadata.generation,
+        ));
+    }
     let status = RouteroTeamStatus {
-        conditions: outcome.conditions(&previous.conditions, team.metadata.generation),
+        conditions,
         observed_generation: team.metadata.generation,
         team_id: if row.is_some() {
             Some(team.team_id())
@@ -237,6 +255,9 @@ async fn report(
         tracing::warn!(team = key, error = %e, "could not write status");
     }
 }
+
+/// The condition a RouteroTeam carries while the gateway's release is outside the tested range (or unknown).
+pub const GATEWAY_VERSION: &str = "GatewayVersion";
 
 fn proofs(team: &RouteroTeam) -> &[String] {
     team.status

@@ -297,6 +297,26 @@ impl Gateway {
         self.get("/health/readiness", &[]).await
     }
 
+    /// The LiteLLM release the gateway reports: `litellm_version` of `/health/readiness/details` (admin key), else
+    /// `info.version` of `/openapi.json`; `None` when neither says. Both are served by 1.98.0 and 1.108.7; plain
+    /// `/health/readiness` carries no version on either (see `version`).
+    pub async fn version(&self) -> Result<Option<String>, GatewayError> {
+        let details = not_found_as_none(self.get::<Value>("/health/readiness/details", &[]).await);
+        match details {
+            Ok(Some(d)) if d["litellm_version"].is_string() => {
+                return Ok(d["litellm_version"].as_str().map(str::to_owned));
+            }
+            // A 401/403 (a hosted gateway may guard the route) or a reply without the field: try the other.
+            Ok(_) | Err(GatewayError::Api { .. }) | Err(GatewayError::Decode(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match not_found_as_none(self.get::<Value>("/openapi.json", &[]).await) {
+            Ok(doc) => Ok(doc.and_then(|d| d["info"]["version"].as_str().map(str::to_owned))),
+            Err(GatewayError::Api { .. }) | Err(GatewayError::Decode(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     // ---- proxy config ----
 
     /// `POST /config/update`: merges each given `general_settings` key into the gateway's stored config (proxy
@@ -350,7 +370,7 @@ impl Gateway {
         .map(|v| v.is_some())
     }
 
-    /// Adds a member; "already in team" counts as done.
+    /// Adds a member; "already in team" (400, seen on 1.98.0 and 1.108.7) counts as done.
     pub async fn team_member_add(&self, m: &TeamMember, actor: &str) -> Result<(), GatewayError> {
         let body = serde_json::json!({ "team_id": m.team_id, "member": { "role": m.role, "user_id": m.user_id } });
         match self
@@ -378,7 +398,7 @@ impl Gateway {
             .map(drop)
     }
 
-    /// Removes a member; "not in team" counts as done.
+    /// Removes a member; "not in team" (400, seen on 1.98.0 and 1.108.7) counts as done.
     pub async fn team_member_delete(
         &self,
         team_id: &str,
@@ -415,7 +435,8 @@ impl Gateway {
             .await
     }
 
-    /// The live key with this SHA-256 hash, or `None`. The gateway answers 200 for a deleted key too (from its
+    /// The live key with this SHA-256 hash, or `None`: 404 on 1.98.0 and 1.108.7 for a key that never was or was
+    /// hard-deleted with its user; for a deleted key 1.98.0 answers 404 and 1.108.7 200 (from its
     /// archive, with `status: deleted`): that counts as `None`.
     pub async fn key_info(&self, hash: &str) -> Result<Option<KeyRow>, GatewayError> {
         not_found_as_none(
@@ -459,7 +480,47 @@ impl Gateway {
         .await
     }
 
-    /// Updates a key. `false` when the key is gone (the gateway says "Team not found" with 404 here).
+    /// The hashes of every live key bound to this user or team, whoever made them (the operator or anyone with an
+    /// admin key), over all pages of `/key/list?user_id=` (`team_id=`). Rows are matched again here on the exact id,
+    /// so a gateway that ignored the filter could never widen what is revoked. `user_id` and `team_id` filter
+    /// exactly on 1.98.0 and 1.108.7 (tests/e2e/gateway_contract.rs `key_list_filters`).
+    pub async fn key_hashes_of(
+        &self,
+        holder: KeyHolder,
+        id: &str,
+    ) -> Result<Vec<String>, GatewayError> {
+        let field = holder.field();
+        let mut hashes = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let number = page.to_string();
+            let list = self
+                .get::<KeyList>(
+                    "/key/list",
+                    &[
+                        (field, id),
+                        ("return_full_object", "true"),
+                        ("size", "100"),
+                        ("page", &number),
+                    ],
+                )
+                .await?;
+            let rows = list.keys.len();
+            hashes.extend(
+                list.keys
+                    .into_iter()
+                    .filter(|k| holder.holds(k, id))
+                    .filter_map(|k| k.token),
+            );
+            // Bounded: a gateway reporting ever more pages cannot hold a deletion for ever.
+            if rows == 0 || page >= list.total_pages.unwrap_or(1).min(MAX_KEY_PAGES) {
+                return Ok(hashes);
+            }
+            page += 1;
+        }
+    }
+
+    /// Updates a key. `false` when the key is gone (404, seen on 1.98.0 and 1.108.7).
     pub async fn key_update(&self, req: &KeyUpdate, actor: &str) -> Result<bool, GatewayError> {
         not_found_as_none(
             self.post::<_, Value>("/key/update", req, Repeat::Safe, actor)
@@ -468,7 +529,8 @@ impl Gateway {
         .map(|v| v.is_some())
     }
 
-    /// Deletes one key by hash. `false` when it was already gone.
+    /// Deletes one key by hash. `false` when it was already gone (404, seen on 1.98.0 and 1.108.7). Takes effect on
+    /// the next request on both, auth cache included.
     pub async fn key_delete(&self, hash: &str, actor: &str) -> Result<bool, GatewayError> {
         let body = serde_json::json!({ "keys": [hash] });
         not_found_as_none(
@@ -516,7 +578,9 @@ impl Gateway {
             .map(drop)
     }
 
-    /// Deletes a user (the gateway also deletes their keys). `false` when already gone.
+    /// Deletes a user. The gateway also deletes their key rows, but on 1.98.0 a key in use keeps authenticating
+    /// until its auth cache expires (about 60 s; 1.108.7 refuses it at once), so deprovisioning revokes each key
+    /// first (`controller::revoke_keys`). `false` when already gone (404, seen on both).
     pub async fn user_delete(&self, user_id: &str, actor: &str) -> Result<bool, GatewayError> {
         let body = serde_json::json!({ "user_ids": [user_id] });
         not_found_as_none(
@@ -526,6 +590,33 @@ impl Gateway {
         .map(|v| v.is_some())
     }
 }
+
+/// Whose keys [`Gateway::key_hashes_of`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyHolder {
+    User,
+    Team,
+}
+
+impl KeyHolder {
+    fn field(self) -> &'static str {
+        match self {
+            Self::User => "user_id",
+            Self::Team => "team_id",
+        }
+    }
+
+    fn holds(self, key: &KeyRow, id: &str) -> bool {
+        let held = match self {
+            Self::User => key.user_id.as_deref(),
+            Self::Team => key.team_id.as_deref(),
+        };
+        held == Some(id)
+    }
+}
+
+/// 100 keys a page: 100,000 keys for one user or team.
+const MAX_KEY_PAGES: u32 = 1000;
 
 fn not_found_as_none<T>(r: Result<T, GatewayError>) -> Result<Option<T>, GatewayError> {
     match r {

@@ -152,22 +152,63 @@ pub struct KeyRow {
     pub expires: Option<String>,
     #[serde(default)]
     pub blocked: Option<bool>,
-    /// `active`, `expired`, `revoked` or `deleted`: `/key/info` also answers 200 for deleted keys, from the archive.
+    /// `active`, `expired`, `revoked` or `deleted` on 1.108.7, where `/key/info` also answers 200 for deleted keys,
+    /// from the archive. Absent on 1.98.0, whose `/key/info` answers 404 for a deleted key. So nothing may depend on
+    /// it alone: `blocked` and `expires` are read on both.
     #[serde(default)]
     pub status: Option<String>,
 }
 
 impl KeyRow {
-    /// The key still exists on the gateway (it may be blocked or expired).
+    /// The key still exists on the gateway (it may be blocked or expired): not archived (1.108.7's
+    /// `status: deleted`; 1.98.0 answers 404 instead, which the client reads as no key).
     pub fn exists(&self) -> bool {
         self.status.as_deref() != Some("deleted")
     }
 
-    /// The key would authenticate a request now.
+    /// The key would authenticate a request now. Blocked and expired are read from `blocked` and `expires`, which
+    /// 1.98.0 and 1.108.7 both serve; 1.108.7's `status` (`revoked`, `expired`) is honoured too.
     pub fn usable(&self) -> bool {
+        let expired = self
+            .expires
+            .as_deref()
+            .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| t <= jiff::Timestamp::now());
         self.exists()
             && self.blocked != Some(true)
+            && !expired
             && !matches!(self.status.as_deref(), Some("expired" | "revoked"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyRow;
+
+    #[test]
+    fn a_key_is_usable_by_its_fields_on_a_gateway_without_status() {
+        // 1.98.0: no `status` on /key/info.
+        let live = KeyRow {
+            expires: Some("2999-01-01T00:00:00+00:00".into()),
+            ..KeyRow::default()
+        };
+        assert!(live.usable());
+        let blocked = KeyRow {
+            blocked: Some(true),
+            ..live.clone()
+        };
+        assert!(!blocked.usable());
+        let expired = KeyRow {
+            expires: Some("2020-01-01T00:00:00Z".into()),
+            ..live.clone()
+        };
+        assert!(!expired.usable() && expired.exists());
+        // 1.108.7: the archive's `status: deleted`.
+        let archived = KeyRow {
+            status: Some("deleted".into()),
+            ..live
+        };
+        assert!(!archived.exists() && !archived.usable());
     }
 }
 

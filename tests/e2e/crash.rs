@@ -5,11 +5,53 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::key::Bed;
-use crate::support::fake_gateway::{FakeGateway, Fault, FaultKind};
+use crate::support::fake_gateway::{FakeGateway, FakeRelease, Fault, FaultKind};
 use crate::support::gateway_reader::sha256_hex;
 use crate::support::testbed::{GatewayTarget, wait_for};
 
 const WAIT: Duration = Duration::from_secs(40);
+
+/// The fake imitating `release`: every crash case runs as 1.108.7 (`newest::`) and as 1.98.0 (`as_1_98::`), whose
+/// `/key/info` answers 404 for a deleted key and has no `status`, which the issuance and rotation proofs read.
+async fn fake_as(release: FakeRelease) -> FakeGateway {
+    let fake = FakeGateway::start().await;
+    fake.set_release(release);
+    fake
+}
+
+macro_rules! on_both_releases {
+    ($($case:ident),* $(,)?) => {
+        mod newest {
+            use crate::support::fake_gateway::FakeRelease;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(FakeRelease::Newest).await;
+                }
+            )*
+        }
+
+        mod as_1_98 {
+            use crate::support::fake_gateway::FakeRelease;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(FakeRelease::V1_98).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_releases!(
+    lost_reply_on_generate,
+    a_fresh_key_costs_one_gateway_call,
+    a_reply_for_another_key_value_is_revoked_not_leaked,
+    alias_taken_on_the_first_try_by_a_stale_key_of_ours,
+    stopped_between_persisting_and_registering,
+    stopped_after_registering_before_delivery,
+    stopped_mid_rotation
+);
 
 async fn bed(fake: &FakeGateway, prefix: &str) -> Bed {
     Bed::new(GatewayTarget::fake(fake), prefix, json!({})).await
@@ -40,9 +82,8 @@ async fn assert_settled(bed: &Bed, fake: &FakeGateway, name: &str) -> String {
     value
 }
 
-#[tokio::test]
-async fn lost_reply_on_generate() {
-    let fake = FakeGateway::start().await;
+async fn lost_reply_on_generate(release: FakeRelease) {
+    let fake = fake_as(release).await;
     let bed = bed(&fake, "crash-lost").await;
     fake.fail(Fault::once("POST /key/generate", FaultKind::LoseResponse));
     bed.create_key("api", json!({"teamRef": {"name": "team"}}))
@@ -54,9 +95,8 @@ async fn lost_reply_on_generate() {
 
 /// Issuance at one call: a freshly chosen value whose registering reply names its hash is not read back. The
 /// crash cases below show where the reply is not proof enough.
-#[tokio::test]
-async fn a_fresh_key_costs_one_gateway_call() {
-    let fake = FakeGateway::start().await;
+async fn a_fresh_key_costs_one_gateway_call(release: FakeRelease) {
+    let fake = fake_as(release).await;
     let bed = bed(&fake, "crash-fast").await;
     fake.reset_counts();
     bed.create_key("api", json!({"teamRef": {"name": "team"}}))
@@ -73,9 +113,8 @@ async fn a_fresh_key_costs_one_gateway_call() {
 
 /// A gateway that ignores the chosen value answers 200 with a key of its own: that key is found by its token and
 /// revoked (nobody holds its value), and the next try registers ours.
-#[tokio::test]
-async fn a_reply_for_another_key_value_is_revoked_not_leaked() {
-    let fake = FakeGateway::start().await;
+async fn a_reply_for_another_key_value_is_revoked_not_leaked(release: FakeRelease) {
+    let fake = fake_as(release).await;
     let bed = bed(&fake, "crash-ignored").await;
     fake.fail(Fault::once("POST /key/generate", FaultKind::IgnoreKeyValue));
     bed.create_key("api", json!({"teamRef": {"name": "team"}}))
@@ -94,9 +133,8 @@ async fn a_reply_for_another_key_value_is_revoked_not_leaked() {
 
 /// "Alias already exists" on the very first try: a stale key of this resource holds the alias (here, made with its
 /// markers out of band). It is revoked, ours registered, and the retry is confirmed by a read.
-#[tokio::test]
-async fn alias_taken_on_the_first_try_by_a_stale_key_of_ours() {
-    let fake = FakeGateway::start().await;
+async fn alias_taken_on_the_first_try_by_a_stale_key_of_ours(release: FakeRelease) {
+    let fake = fake_as(release).await;
     let bed = bed(&fake, "crash-alias").await;
     let alias = format!("{}.api", bed.ns);
     let stale = format!("sk-stale-{}", crate::support::testbed::suffix());
@@ -128,9 +166,8 @@ async fn alias_taken_on_the_first_try_by_a_stale_key_of_ours() {
     bed.stop().await;
 }
 
-#[tokio::test]
-async fn stopped_between_persisting_and_registering() {
-    let fake = FakeGateway::start().await;
+async fn stopped_between_persisting_and_registering(release: FakeRelease) {
+    let fake = fake_as(release).await;
     let mut bed = bed(&fake, "crash-persist").await;
     // Registration hangs; the operator is killed once the pending value is persisted.
     fake.fail(Fault::always(
@@ -154,9 +191,8 @@ async fn stopped_between_persisting_and_registering() {
     bed.stop().await;
 }
 
-#[tokio::test]
-async fn stopped_after_registering_before_delivery() {
-    let fake = FakeGateway::start().await;
+async fn stopped_after_registering_before_delivery(release: FakeRelease) {
+    let fake = fake_as(release).await;
     let mut bed = bed(&fake, "crash-register").await;
     // The key is committed on the gateway, its confirmation hangs, and the operator dies meanwhile.
     fake.fail(Fault::always(
@@ -183,10 +219,9 @@ async fn stopped_after_registering_before_delivery() {
     bed.stop().await;
 }
 
-#[tokio::test]
-async fn stopped_mid_rotation() {
+async fn stopped_mid_rotation(release: FakeRelease) {
     for strategy in ["Regenerate", "Recreate"] {
-        let fake = FakeGateway::start().await;
+        let fake = fake_as(release).await;
         let mut bed = bed(&fake, &format!("crash-rotate-{}", strategy.to_lowercase())).await;
         bed.create_key(
             "api",

@@ -9,7 +9,7 @@ use routero_operator::crd::common::is_ready;
 use routero_operator::crd::{RouteroKey, RouteroTeam};
 use serde_json::{Value, json};
 
-use crate::support::fake_gateway::FakeGateway;
+use crate::support::fake_gateway::{FakeGateway, FakeRelease};
 use crate::support::gateway_reader::{GatewayReader, sha256_hex};
 use crate::support::testbed::{
     self, GatewayTarget, Operator, OperatorOptions, wait_for, wait_ready_of, wait_reason_of,
@@ -262,6 +262,11 @@ async fn key_issue_and_revoke_on_real_litellm() {
 }
 
 #[tokio::test]
+async fn key_issue_and_revoke_on_litellm_1_98() {
+    issue_and_revoke(GatewayTarget::litellm_1_98()).await;
+}
+
+#[tokio::test]
 async fn key_issue_and_revoke_on_fake_gateway() {
     let fake = FakeGateway::start().await;
     issue_and_revoke(GatewayTarget::fake(&fake)).await;
@@ -271,7 +276,16 @@ async fn key_issue_and_revoke_on_fake_gateway() {
 /// refused; the new key works; one key with the alias remains.
 #[tokio::test]
 async fn recreate_rotation_on_real_litellm() {
-    let bed = Bed::new(GatewayTarget::litellm(), "key-recreate", json!({})).await;
+    recreate_rotation(GatewayTarget::litellm()).await;
+}
+
+#[tokio::test]
+async fn recreate_rotation_on_litellm_1_98() {
+    recreate_rotation(GatewayTarget::litellm_1_98()).await;
+}
+
+async fn recreate_rotation(target: GatewayTarget) {
+    let bed = Bed::new(target, "key-recreate", json!({})).await;
     bed.create_key(
         "api",
         json!({"teamRef": {"name": "team"}, "rotation": {"strategy": "Auto", "gracePeriod": "4s"}}),
@@ -454,6 +468,27 @@ async fn drift_and_steady_state() {
     let newest = bed.wait_secret_change("api", "apiKey", &new).await;
     assert_eq!(bed.gw.status_with_key(&newest).await, 200);
     bed.assert_single_key(&format!("{}.api", bed.ns), &newest)
+        .await;
+    bed.stop().await;
+}
+
+/// A key expired out of band is replaced on a gateway whose `/key/info` has no `status` (1.98.0): expiry is read
+/// from `expires`, which both releases serve.
+#[tokio::test]
+async fn expired_key_is_replaced_on_a_gateway_without_status() {
+    let fake = FakeGateway::start().await;
+    fake.set_release(FakeRelease::V1_98);
+    let bed = Bed::new(GatewayTarget::fake(&fake), "key-expired", json!({})).await;
+    bed.create_key("api", json!({"teamRef": {"name": "team"}}))
+        .await;
+    bed.ready_key("api").await;
+    let old = bed.secret_value("api", "apiKey").await.expect("key");
+    assert!(fake.edit_key(&sha256_hex(&old), |row| {
+        row.insert("expires".into(), json!("2020-01-01T00:00:00+00:00"));
+    }));
+    let new = bed.wait_secret_change("api", "apiKey", &old).await;
+    assert_eq!(bed.gw.status_with_key(&new).await, 200);
+    bed.assert_single_key(&format!("{}.api", bed.ns), &new)
         .await;
     bed.stop().await;
 }

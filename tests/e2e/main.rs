@@ -8,6 +8,7 @@ mod chaos;
 mod chart;
 mod crash;
 mod crds;
+mod deprovision;
 mod gateway_contract;
 mod key;
 mod leak;

@@ -67,8 +67,17 @@ async fn user_role(gw: &GatewayReader, user_id: &str) -> Option<String> {
 /// team changes converge; deleting the person removes the user and revokes their key while the team's keys live on.
 #[tokio::test]
 async fn member_lifecycle_and_deprovisioning_on_real_litellm() {
+    lifecycle_and_deprovisioning(GatewayTarget::litellm()).await;
+}
+
+#[tokio::test]
+async fn member_lifecycle_and_deprovisioning_on_litellm_1_98() {
+    lifecycle_and_deprovisioning(GatewayTarget::litellm_1_98()).await;
+}
+
+async fn lifecycle_and_deprovisioning(target: GatewayTarget) {
     let bed = Bed::new(
-        GatewayTarget::litellm(),
+        target,
         "member",
         json!({"maxBudget": 2000, "budgetDuration": "1mo"}),
     )

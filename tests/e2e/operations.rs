@@ -148,6 +148,62 @@ async fn wait_team_ready(api: &Api<RouteroTeam>, name: &str) {
     .await;
 }
 
+/// The gateway's release is read at start-up and exported; a release outside the tested range (or none reported)
+/// shows a `GatewayVersion` condition on teams, which still become Ready; a tested release shows none.
+#[tokio::test]
+async fn operations_gateway_version_is_exported_and_flagged_outside_the_tested_range() {
+    let client = testbed::client().await;
+    let cases = [
+        (Some("1.120.0"), "1.120.0", "false", Some("UntestedVersion")),
+        (None, "unknown", "false", Some("UnknownVersion")),
+        (Some("1.98.0"), "1.98.0", "true", None),
+    ];
+    for (reported, label, tested, reason) in cases {
+        let fake = FakeGateway::start().await;
+        fake.set_reported_version(reported);
+        let ns = testbed::namespace(&client, "ops-version").await;
+        let op = Replica::start(&fake, &ns, |_| {}).await;
+        // Ready means the gateway answered, and its version was read before that.
+        wait_for("/readyz 200", WAIT, || async {
+            (op.get("/readyz").await.0 == 200).then_some(())
+        })
+        .await;
+        let info = format!(r#"routero_gateway_info{{version="{label}",tested="{tested}"}}"#);
+        assert_eq!(sample(&op.metrics().await, &info), Some(1.0), "{info}");
+        let teams: Api<RouteroTeam> = Api::namespaced(client.clone(), &ns);
+        let team_id = format!("ops-v-{}", testbed::suffix());
+        teams
+            .create(
+                &PostParams::default(),
+                &team("team", json!({"teamId": team_id})),
+            )
+            .await
+            .expect("create team");
+        wait_team_ready(&teams, "team").await;
+        let t = teams.get("team").await.expect("team");
+        let conditions = t.status.map(|s| s.conditions).unwrap_or_default();
+        let shown = conditions.iter().find(|c| c.type_ == "GatewayVersion");
+        match reason {
+            Some(reason) => {
+                let c =
+                    shown.unwrap_or_else(|| panic!("a GatewayVersion condition: {conditions:?}"));
+                assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason));
+                assert!(
+                    c.message.contains(label) || label == "unknown",
+                    "{}",
+                    c.message
+                );
+                assert!(c.message.contains("1.98.0 to 1.108.7"), "{}", c.message);
+            }
+            None => assert!(
+                shown.is_none(),
+                "no condition for a tested release: {conditions:?}"
+            ),
+        }
+        op.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn operations_metrics_show_reconciles_errors_gateway_latency_and_team_spend() {
     let client = testbed::client().await;
@@ -561,6 +617,11 @@ async fn config_update_validation(target: GatewayTarget) {
 #[tokio::test]
 async fn operations_config_update_validation_on_real_litellm() {
     config_update_validation(GatewayTarget::litellm()).await;
+}
+
+#[tokio::test]
+async fn operations_config_update_validation_on_litellm_1_98() {
+    config_update_validation(GatewayTarget::litellm_1_98()).await;
 }
 
 #[tokio::test]

@@ -216,6 +216,11 @@ async fn team_lifecycle_on_real_litellm() {
 }
 
 #[tokio::test]
+async fn team_lifecycle_on_litellm_1_98() {
+    lifecycle(testbed::client().await, GatewayTarget::litellm_1_98()).await;
+}
+
+#[tokio::test]
 async fn team_lifecycle_on_fake_gateway() {
     let fake = FakeGateway::start().await;
     let target = GatewayTarget::fake(&fake);

@@ -1,5 +1,16 @@
 //! In-memory fake of the gateway's admin API, as LiteLLM 1.108.7 serves it, with fault injection.
 //!
+//! `FakeGateway::set_release(FakeRelease::V1_98)` makes it serve the differences of LiteLLM 1.98.0 that the operator
+//! handles (each seen on the real 1.98.0 by tests/e2e/gateway_contract.rs), so fault and crash tests cover both:
+//! - it reports `litellm_version` 1.98.0;
+//! - `/key/info` has no `status`, and a deleted key answers 404 (not 200 `status: deleted`);
+//! - the auth cache: a key that authenticated keeps authenticating for 60 s after its user is deleted
+//!   (`/user/delete`); `/key/delete` and `/team/delete` end it at once;
+//! - `/team/member_update` on a non-member answers 200 and changes nothing (1.108.7: 404);
+//! - `/key/list` accepts only `status=deleted` (400 otherwise);
+//! - `/team/info` lists no `team_memberships` row for `default_user_id`, and `/team/member_add` of a member by an
+//!   e-mail in another case lists that user in `updated_users` (the operator reads neither).
+//!
 //! It follows `gateway-api.md` and, where the real gateway disagrees with that page, the real gateway: the contract
 //! tests in `tests/e2e/gateway_contract.rs` run the same checks against both. Every request is handled under one
 //! lock, so each call is atomic, like a single database transaction on the real gateway.
@@ -33,6 +44,19 @@ use tokio::task::JoinHandle;
 const ADMIN_KEY: &str = "sk-fake-admin";
 const ADMIN_USER: &str = "default_user_id";
 const VERSION: &str = "1.108.7";
+const VERSION_1_98: &str = "1.98.0";
+/// How long 1.98.0's auth cache kept a deleted user's key authenticating (observed: about 60 s).
+const AUTH_CACHE_TTL_MS: i64 = 60_000;
+
+/// Which LiteLLM release the fake imitates where releases differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FakeRelease {
+    /// 1.108.7, the newest tested release.
+    #[default]
+    Newest,
+    /// 1.98.0's differences (see the module comment).
+    V1_98,
+}
 const MIN_KEY_LEN: usize = 16;
 const MAX_BODY: usize = 16 << 20;
 
@@ -181,6 +205,17 @@ impl FakeGateway {
 
     pub fn clear_faults(&self) {
         self.inner.ctl().faults.clear();
+    }
+
+    /// Imitates `release` where LiteLLM releases differ (the newest tested one by default).
+    pub fn set_release(&self, release: FakeRelease) {
+        self.inner.state().release = release;
+    }
+
+    /// The `litellm_version` `/health/readiness/details` reports, whatever the release imitated; `None` leaves the
+    /// field out, as a gateway that does not say.
+    pub fn set_reported_version(&self, version: Option<&str>) {
+        self.inner.state().reported_version = Some(version.map(str::to_owned));
     }
 
     /// On by default. Off, both regenerate routes answer 500 "Enterprise feature" like open-source LiteLLM.
@@ -551,11 +586,19 @@ impl Inner {
         let now = now_ms();
         let mut st = self.state();
         let parsed = || parse_body(body);
+        let version = match (&st.reported_version, st.release) {
+            (Some(v), _) => v.clone(),
+            (None, FakeRelease::Newest) => Some(VERSION.to_owned()),
+            (None, FakeRelease::V1_98) => Some(VERSION_1_98.to_owned()),
+        };
         let result = match route.kind {
-            Kind::ReadinessDetails => Ok((
-                200,
-                json!({"status": "healthy", "db": "connected", "cache": null, "litellm_version": VERSION}),
-            )),
+            Kind::ReadinessDetails => {
+                let mut details = json!({"status": "healthy", "db": "connected", "cache": null});
+                if let Some(v) = version {
+                    details["litellm_version"] = json!(v);
+                }
+                Ok((200, details))
+            }
             Kind::TeamNew => parsed().and_then(|b| st.team_new(b, now)),
             Kind::TeamInfo => st.team_info(query),
             Kind::TeamUpdate => parsed().and_then(|b| st.team_update(b, now)),
@@ -656,6 +699,17 @@ fn without_key(bytes: &axum::body::Bytes) -> axum::body::Bytes {
         }
         _ => bytes.clone(),
     }
+}
+
+fn models_list(models: &[Value]) -> Out {
+    let data: Vec<Value> = models
+        .iter()
+        .filter_map(Value::as_str)
+        .map(
+            |m| json!({"id": m, "object": "model", "created": 1_677_610_602, "owned_by": "openai"}),
+        )
+        .collect();
+    (200, json!({"data": data, "object": "list"}))
 }
 
 fn respond((status, body): Out) -> Response {
@@ -1222,6 +1276,11 @@ struct State {
     archive: Vec<Row>,
     /// token → indexes into `archive`.
     archived: HashMap<String, Vec<usize>>,
+    release: FakeRelease,
+    /// Set by `set_reported_version`: overrides the release's own version in `/health/readiness/details`.
+    reported_version: Option<Option<String>>,
+    /// 1.98.0 only: keys that authenticated, by token → (the key's row, when the cache entry expires).
+    auth_cache: HashMap<String, (Row, i64)>,
 }
 
 /// An update's plain fields, as LiteLLM's team and key update handlers copy them: absent fields are kept, `null` is
@@ -1477,6 +1536,9 @@ impl State {
             user_keys: HashMap::new(),
             archive: Vec::new(),
             archived: HashMap::new(),
+            release: FakeRelease::Newest,
+            reported_version: None,
+            auth_cache: HashMap::new(),
         };
         // The admin key acts as this user; it joins every team it creates.
         st.create_user(ADMIN_USER, None, json!("proxy_admin"), now);
@@ -1617,7 +1679,7 @@ impl State {
     }
 
     /// `GET /v1/models`: the data-plane route a virtual key can call.
-    fn models(&self, caller: &Caller, now: i64) -> Out {
+    fn models(&mut self, caller: &Caller, now: i64) -> Out {
         let models: Vec<Value> = match caller {
             Caller::Admin => Vec::new(),
             Caller::Missing | Caller::Malformed => {
@@ -1629,7 +1691,20 @@ impl State {
                 );
             }
             Caller::Virtual(k) => {
-                let Some(key) = self.keys.get(&token_of(k)) else {
+                let token = token_of(k);
+                if self.release == FakeRelease::V1_98 {
+                    self.auth_cache.retain(|_, (_, until)| *until > now);
+                    match (self.keys.get(&token), self.auth_cache.get(&token)) {
+                        (Some(key), _) => {
+                            let entry = (key.row.clone(), now + AUTH_CACHE_TTL_MS);
+                            self.auth_cache.entry(token.clone()).or_insert(entry);
+                        }
+                        // 1.98.0: the key's row is gone with its user, but the cached copy still authenticates.
+                        (None, Some((row, _))) => return self.models_of(row),
+                        (None, None) => {}
+                    }
+                }
+                let Some(key) = self.keys.get(&token) else {
                     return invalid_key();
                 };
                 match key_status(&key.row, now) {
@@ -1656,30 +1731,30 @@ impl State {
                     }
                     _ => {}
                 }
-                let own = key
-                    .row
-                    .get("models")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                if own.is_empty() {
-                    str_of(&key.row, "team_id")
-                        .and_then(|t| self.teams.get(t))
-                        .and_then(|t| t.row.get("models"))
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                } else {
-                    own
-                }
+                return self.models_of(&key.row);
             }
         };
-        let data: Vec<Value> = models
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|m| json!({"id": m, "object": "model", "created": 1_677_610_602, "owned_by": "openai"}))
-            .collect();
-        (200, json!({"data": data, "object": "list"}))
+        models_list(&models)
+    }
+
+    /// `/v1/models` for a key with this row: its own models, else its team's.
+    fn models_of(&self, row: &Row) -> Out {
+        let own = row
+            .get("models")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let models = if own.is_empty() {
+            str_of(row, "team_id")
+                .and_then(|t| self.teams.get(t))
+                .and_then(|t| t.row.get("models"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            own
+        };
+        models_list(&models)
     }
 
     // --- users ------------------------------------------------------------------------------------------------
@@ -1987,9 +2062,12 @@ impl State {
         }
         info.insert("team_member_budget_table".into(), Value::Null);
         info.insert("model_max_budget_usage".into(), json!({}));
+        // 1.98.0 lists no membership row for the admin key's default_user_id (1.108.7 does).
+        let legacy = self.release == FakeRelease::V1_98;
         let memberships: Vec<Value> = team
             .memberships
             .iter()
+            .filter(|m| !(legacy && str_of(m, "user_id") == Some(ADMIN_USER)))
             .map(|m| {
                 let mut m = m.clone();
                 m.insert("budget_source".into(), json!("none"));
@@ -2059,8 +2137,10 @@ impl State {
             ));
         }
         for id in &ids {
-            // Cascade: the team's keys are deleted (and archived, on 1.108.7), then its members leave.
+            // Cascade: the team's keys are deleted (and archived, on 1.108.7), then its members leave. Seen on
+            // 1.98.0 too: the team's keys were refused on the next request.
             for token in self.tokens_of(&self.team_keys, id) {
+                self.auth_cache.remove(&token);
                 if let Some(k) = self.remove_key(&token) {
                     self.archive_key(k, now);
                 }
@@ -2200,12 +2280,18 @@ impl State {
         let mut memberships = Vec::new();
         for m in &fresh {
             let uid = self.ensure_member_user(m, now);
-            // An email in another case resolves to a user already in the team: skipped, and still 200.
+            // An email in another case resolves to a user already in the team: skipped, and still 200 (1.98.0
+            // still lists the user in updated_users).
             if self
                 .teams
                 .get(&team_id)
                 .is_some_and(|t| State::is_member(t, &uid, None))
             {
+                if self.release == FakeRelease::V1_98
+                    && let Some(u) = self.users.get(&uid)
+                {
+                    users.push(Value::Object(u.row.clone()));
+                }
                 continue;
             }
             memberships.push(Value::Object(
@@ -2273,6 +2359,15 @@ impl State {
             let who = str_of(&body, "user_id")
                 .or_else(|| str_of(&body, "user_email"))
                 .unwrap_or_default();
+            if self.release == FakeRelease::V1_98 {
+                // 1.98.0 answers 200 for a non-member and changes nothing.
+                return Ok((
+                    200,
+                    json!({"team_id": team_id, "user_id": str_of(&body, "user_id"),
+                           "user_email": str_of(&body, "user_email"), "max_budget_in_team": null,
+                           "tpm_limit": null, "rpm_limit": null, "budget_duration": null, "allowed_models": null}),
+                ));
+            }
             return Err(bare(
                 404,
                 &format!("User {who} is not a member of team {team_id}"),
@@ -2477,14 +2572,18 @@ impl State {
             .get(&token)
             .and_then(|ix| ix.last())
             .and_then(|i| self.archive.get(*i))
+            && self.release == FakeRelease::Newest
         {
-            // 1.108.7 serves deleted keys from the archive, with status "deleted".
+            // 1.108.7 serves deleted keys from the archive, with status "deleted"; 1.98.0 answers 404.
             (row.clone(), "deleted")
         } else {
             return not_found;
         };
         info.remove("token");
-        info.insert("status".into(), json!(status));
+        if self.release == FakeRelease::Newest {
+            // 1.98.0's /key/info has no status.
+            info.insert("status".into(), json!(status));
+        }
         (200, json!({"key": key, "info": plus00(info)}))
     }
 
@@ -2644,6 +2743,8 @@ impl State {
             ));
         }
         for t in tokens {
+            // `/key/delete` takes effect on the next request on every release.
+            self.auth_cache.remove(&t);
             if let Some(k) = self.remove_key(&t) {
                 self.archive_key(k, now);
             }
@@ -2671,6 +2772,17 @@ impl State {
             }
         };
         let status = q.get("status").map(String::as_str);
+        if let Some(s) = status
+            && self.release == FakeRelease::V1_98
+            && s != "deleted"
+        {
+            return Err(envelope(
+                400,
+                &py_err("Invalid status value. Currently only 'deleted' is supported."),
+                "internal_server_error",
+                json!("None"),
+            ));
+        }
         if let Some(s) = status
             && !matches!(s, "active" | "expired" | "revoked" | "deleted")
         {

@@ -222,11 +222,26 @@ impl GatewayTarget {
         }
     }
 
-    /// The real LiteLLM of ../shared/testbed/litellm/start.sh.
+    /// The real LiteLLM of ../shared/testbed/litellm/start.sh: the newest tested release (1.108.7).
     pub fn litellm() -> Self {
+        Self::real("ROUTERO_TEST_LITELLM_URL", "http://127.0.0.1:4000")
+    }
+
+    /// The oldest tested release (1.98.0), which scripts/test.sh starts beside the newest on its own port and data
+    /// directory. The real-gateway scenarios run against both: each has a `_on_real_litellm` and an
+    /// `_on_litellm_1_98` test, run in parallel, so the second release adds little to the suite's time.
+    pub fn litellm_1_98() -> Self {
+        Self::real("ROUTERO_TEST_LITELLM_OLD_URL", "http://127.0.0.1:4001")
+    }
+
+    /// Both real gateways, newest first: for a check that is cheap enough to run on each in turn.
+    pub fn real_gateways() -> [Self; 2] {
+        [Self::litellm(), Self::litellm_1_98()]
+    }
+
+    fn real(url_var: &str, default: &str) -> Self {
         Self {
-            url: std::env::var("ROUTERO_TEST_LITELLM_URL")
-                .unwrap_or_else(|_| "http://127.0.0.1:4000".into()),
+            url: std::env::var(url_var).unwrap_or_else(|_| default.into()),
             admin_key: std::env::var("ROUTERO_TEST_LITELLM_KEY")
                 .unwrap_or_else(|_| "sk-admin-test".into()),
         }
