@@ -58,6 +58,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The gateway answered that regenerate is licence-gated: `Auto` rotations go straight to Recreate.
     no_regenerate: AtomicBool,
+    /// The gateway answered that it has no `/team/daily/activity`: daily spend is not asked for again.
+    no_daily_activity: AtomicBool,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -85,6 +87,7 @@ impl Context {
             caches: Mutex::default(),
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
+            no_daily_activity: AtomicBool::new(false),
         }
     }
 
@@ -155,6 +158,14 @@ impl Context {
 
     pub fn set_regenerate_unsupported(&self) {
         self.no_regenerate.store(true, Ordering::Relaxed);
+    }
+
+    pub fn daily_activity_unsupported(&self) -> bool {
+        self.no_daily_activity.load(Ordering::Relaxed)
+    }
+
+    pub fn set_daily_activity_unsupported(&self) {
+        self.no_daily_activity.store(true, Ordering::Relaxed);
     }
 
     pub fn succeeded(&self, key: &str) {
