@@ -12,6 +12,7 @@ mod gateway_contract;
 mod key;
 mod leak;
 mod member;
+mod monitoring;
 mod operations;
 mod outage;
 mod rbac;
