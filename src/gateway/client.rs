@@ -334,7 +334,10 @@ impl Gateway {
             .await;
         match reply {
             Ok(a) => Ok(Some(a.metadata.total_spend)),
-            Err(GatewayError::Api { status, .. }) if matches!(status, 404 | 405 | 501) => Ok(None),
+            Err(GatewayError::Api {
+                status: 404 | 405 | 501,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
