@@ -506,6 +506,90 @@ mod tests {
         assert!(!m.encode().contains("routero_team_spend_usd{"));
     }
 
+    fn key(ns: &str, name: &str) -> RouteroKey {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "routero.ai/v1alpha1", "kind": "RouteroKey",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"teamRef": {"name": "eng"}}
+        }))
+        .expect("key")
+    }
+
+    fn ready(reason: &str, ok: bool) -> crate::crd::Condition {
+        crate::crd::Condition {
+            type_: "Ready".into(),
+            status: if ok { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_series_follow_the_status_one_state_series_per_key_and_go_with_the_key() {
+        let m = Metrics::new();
+        let k = key("eng-ns", "cursor-alice");
+        // Not issued yet: a state series, no spend or schedule.
+        m.observe_key(
+            &k,
+            &RouteroKeyStatus {
+                conditions: vec![ready("TeamNotReady", false)],
+                ..Default::default()
+            },
+        );
+        let text = m.encode();
+        assert!(text.contains(
+            r#"routero_key_ready{namespace="eng-ns",key="cursor-alice",team_id="eng",reason="TeamNotReady"} 0"#
+        ));
+        assert!(!text.contains("routero_key_spend_usd{"));
+
+        m.observe_key(
+            &k,
+            &RouteroKeyStatus {
+                conditions: vec![ready("Available", true)],
+                key_id: Some("0123456789ab".into()),
+                team_id: Some("eng-1".into()),
+                spend: Some(7.5),
+                expires_at: Some("2027-01-01T00:00:00Z".into()),
+                next_rotation: Some("2026-12-31T00:00:00Z".into()),
+                ..Default::default()
+            },
+        );
+        let text = m.encode();
+        assert!(
+            !text.contains("TeamNotReady"),
+            "the old reason's series is gone:\n{text}"
+        );
+        assert!(text.contains(
+            r#"routero_key_ready{namespace="eng-ns",key="cursor-alice",team_id="eng-1",reason="Available"} 1"#
+        ));
+        let labels = r#"{namespace="eng-ns",key="cursor-alice",team_id="eng-1"}"#;
+        assert!(text.contains(&format!("routero_key_spend_usd{labels} 7.5")));
+        assert!(text.contains(&format!(
+            "routero_key_expiry_timestamp_seconds{labels} 1798761600.0"
+        )));
+        assert!(text.contains(&format!(
+            "routero_key_rotation_due_timestamp_seconds{labels} 1798675200.0"
+        )));
+        assert!(!text.contains("0123456789ab"), "no key id in labels");
+
+        m.forget_key(&k);
+        let text = m.encode();
+        assert!(!text.contains("cursor-alice"), "{text}");
+    }
+
+    #[test]
+    fn revocations_count_successful_key_deletes_and_rotations_are_counted() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert!(text.contains("routero_key_rotations_total 0"));
+        assert!(text.contains("routero_key_revocations_total 0"));
+        m.exchanged("/key/delete", Some(200), Duration::from_millis(1));
+        m.exchanged("/key/delete", Some(404), Duration::from_millis(1));
+        m.key_rotated();
+        let text = m.encode();
+        assert!(text.contains("routero_key_revocations_total 1"));
+        assert!(text.contains("routero_key_rotations_total 1"));
+    }
+
     #[test]
     fn alerting_and_leadership_gauges() {
         assert!(
