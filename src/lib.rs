@@ -8,6 +8,8 @@ pub mod gateway;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod monitoring;
 pub mod operator;
+pub mod spend;
 
 pub use error::{Error, Result};

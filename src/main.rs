@@ -1,4 +1,5 @@
-//! `routero-operator`: `run` runs the controllers; `crd` prints the CRDs.
+//! `routero-operator`: `run` runs the controllers; `crd`, `dashboard` and `rules` print generated files; `spend`
+//! reports spend from the cluster.
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -29,6 +30,29 @@ enum Command {
     Crd,
     /// Run the controllers.
     Run(Box<RunArgs>),
+    /// Print the Grafana dashboard (JSON) the chart ships.
+    Dashboard,
+    /// Print the Prometheus alerting rules (a rule file) the chart's PrometheusRule carries.
+    Rules,
+    /// Report spend and budgets per team (and per key) from RouteroTeam and RouteroKey status: needs only `view`
+    /// RBAC on the namespaces reported, and no gateway key.
+    Spend(SpendArgs),
+}
+
+#[derive(clap::Args)]
+struct SpendArgs {
+    /// Every namespace the caller may list (the cluster-wide list needs cluster-wide view).
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    all_namespaces: bool,
+    /// Only this namespace (default: the kubeconfig context's namespace).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: routero_operator::spend::Format,
+    /// Also report each key.
+    #[arg(long)]
+    keys: bool,
 }
 
 #[derive(clap::Args)]
@@ -188,6 +212,31 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+async fn spend(args: SpendArgs) -> Result<(), String> {
+    use routero_operator::spend::{self, Scope};
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("kubernetes connection: {e}"))?;
+    let scope = match (args.all_namespaces, args.namespace) {
+        (true, _) => Scope::All,
+        (false, Some(ns)) => Scope::Namespace(ns),
+        (false, None) => Scope::Namespace(client.default_namespace().to_owned()),
+    };
+    let report = spend::collect(&client, &scope, args.keys)
+        .await
+        .map_err(|e| match (&e, &scope) {
+            (kube::Error::Api(s), Scope::All) if s.code == 403 => format!(
+                "{}; -A needs list on routeroteams{} in every namespace: use -n NAMESPACE",
+                s.message,
+                if args.keys { " and routerokeys" } else { "" }
+            ),
+            (kube::Error::Api(s), _) => s.message.clone(),
+            _ => e.to_string(),
+        })?;
+    print!("{}", spend::render(&report, args.output));
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
     let key = admin_key(args.admin_key_file)?;
     init_logging(args.log_format);
@@ -270,6 +319,14 @@ async fn cli_main() -> ExitCode {
             .map(|y| print!("{y}"))
             .map_err(|e| e.to_string()),
         Command::Run(args) => run(*args).await,
+        Command::Dashboard => {
+            print!("{}", routero_operator::monitoring::dashboard_json());
+            Ok(())
+        }
+        Command::Rules => routero_operator::monitoring::rules_yaml()
+            .map(|y| print!("{y}"))
+            .map_err(|e| e.to_string()),
+        Command::Spend(args) => spend(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::crd::{RouteroTeam, RouteroTeamStatus};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::crd::common::condition;
+use crate::crd::{RouteroKey, RouteroKeyStatus, RouteroTeam, RouteroTeamStatus};
 use crate::error::Error;
 use crate::gateway::client::GatewayObserver;
 
@@ -51,6 +55,34 @@ struct GatewayInfoLabels {
     tested: String,
 }
 
+/// One RouteroKey: its namespace, resource name and gateway team. Bounded by the RouteroKeys the operator manages
+/// (never a key value, hash or alias chosen on the gateway).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    namespace: String,
+    key: String,
+    team_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyStateLabels {
+    namespace: String,
+    key: String,
+    team_id: String,
+    /// The `Ready` condition's reason (`Issued`, `Conflict`, `Forbidden`, ...): one series per key at a time.
+    reason: String,
+}
+
+impl KeyStateLabels {
+    fn series(&self) -> KeyLabels {
+        KeyLabels {
+            namespace: self.namespace.clone(),
+            key: self.key.clone(),
+            team_id: self.team_id.clone(),
+        }
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -73,6 +105,16 @@ pub struct Metrics {
     gateway_duration: HistogramFamily<GatewayLabels>,
     team_spend: Family<TeamLabels, FloatGauge>,
     team_budget: Family<TeamLabels, FloatGauge>,
+    team_reset: Family<TeamLabels, FloatGauge>,
+    team_daily_spend: Family<TeamLabels, FloatGauge>,
+    key_spend: Family<KeyLabels, FloatGauge>,
+    key_expiry: Family<KeyLabels, FloatGauge>,
+    key_rotation_due: Family<KeyLabels, FloatGauge>,
+    key_ready: Family<KeyStateLabels, Gauge>,
+    /// The labels each key's `key_ready` series carries now, so a changed reason replaces the old series.
+    key_states: Mutex<HashMap<(String, String), KeyStateLabels>>,
+    rotations: Counter,
+    revocations: Counter,
     alerting_applied: Gauge,
     alerting_errors: Counter,
     leader: Gauge,
@@ -128,6 +170,54 @@ impl Metrics {
             "Budget of each gateway team per budget window (absent: no budget)",
             team_budget.clone(),
         );
+        let team_reset = Family::<TeamLabels, FloatGauge>::default();
+        registry.register(
+            "team_budget_reset_timestamp_seconds",
+            "When the gateway next resets the team's spend (Unix time; absent: no budget window)",
+            team_reset.clone(),
+        );
+        let team_daily_spend = Family::<TeamLabels, FloatGauge>::default();
+        registry.register(
+            "team_daily_spend_usd",
+            "Spend of each gateway team today (UTC), from the gateway's daily activity table where it serves one",
+            team_daily_spend.clone(),
+        );
+        let key_spend = Family::<KeyLabels, FloatGauge>::default();
+        registry.register(
+            "key_spend_usd",
+            "Spend of each key the operator manages (one series per RouteroKey), as last read from the gateway",
+            key_spend.clone(),
+        );
+        let key_expiry = Family::<KeyLabels, FloatGauge>::default();
+        registry.register(
+            "key_expiry_timestamp_seconds",
+            "When each managed key expires on the gateway (Unix time; absent: no expiry)",
+            key_expiry.clone(),
+        );
+        let key_rotation_due = Family::<KeyLabels, FloatGauge>::default();
+        registry.register(
+            "key_rotation_due_timestamp_seconds",
+            "When each managed key is next due for rotation or renewal (Unix time; absent: none scheduled)",
+            key_rotation_due.clone(),
+        );
+        let key_ready = Family::<KeyStateLabels, Gauge>::default();
+        registry.register(
+            "key_ready",
+            "1 when the managed key is Ready, else 0; the reason label is the Ready condition's reason",
+            key_ready.clone(),
+        );
+        let rotations = Counter::default();
+        registry.register(
+            "key_rotations",
+            "Key rotations completed (the new key delivered), all namespaces",
+            rotations.clone(),
+        );
+        let revocations = Counter::default();
+        registry.register(
+            "key_revocations",
+            "Keys the operator revoked on the gateway (a /key/delete it sent that succeeded), all namespaces",
+            revocations.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -149,6 +239,15 @@ impl Metrics {
             gateway_duration,
             team_spend,
             team_budget,
+            team_reset,
+            team_daily_spend,
+            key_spend,
+            key_expiry,
+            key_rotation_due,
+            key_ready,
+            key_states: Mutex::default(),
+            rotations,
+            revocations,
             alerting_applied: Gauge::default(),
             alerting_errors: Counter::default(),
             leader,
@@ -215,6 +314,72 @@ impl Metrics {
             Some(budget) => drop(self.team_budget.get_or_create(&labels).set(budget)),
             None => drop(self.team_budget.remove(&labels)),
         }
+        set_or_remove(
+            &self.team_reset,
+            &labels,
+            status.budget_reset_at.as_deref().and_then(unix_seconds),
+        );
+        set_or_remove(&self.team_daily_spend, &labels, status.spend_today);
+    }
+
+    /// The key's spend, expiry, rotation due time and readiness as its status now shows them. Only a key that was
+    /// issued (`status.keyId` set) has spend and schedule series; every key has a `key_ready` series.
+    pub fn observe_key(&self, key: &RouteroKey, status: &RouteroKeyStatus) {
+        let ready = condition(&status.conditions, "Ready");
+        let state = KeyStateLabels {
+            namespace: key.namespace().unwrap_or_default(),
+            key: key.name_any(),
+            team_id: status
+                .team_id
+                .clone()
+                .unwrap_or_else(|| key.spec.team_ref.name.clone()),
+            reason: ready.map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone()),
+        };
+        let previous = self
+            .key_states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((state.namespace.clone(), state.key.clone()), state.clone());
+        if let Some(old) = previous.filter(|old| *old != state) {
+            self.key_ready.remove(&old);
+            if old.team_id != state.team_id {
+                self.forget_key_series(&old.series());
+            }
+        }
+        self.key_ready
+            .get_or_create(&state)
+            .set(i64::from(ready.is_some_and(|c| c.is_true())));
+        let labels = state.series();
+        let issued = status.key_id.is_some();
+        let time = |t: &Option<String>| t.as_deref().and_then(unix_seconds).filter(|_| issued);
+        set_or_remove(&self.key_spend, &labels, status.spend.filter(|_| issued));
+        set_or_remove(&self.key_expiry, &labels, time(&status.expires_at));
+        set_or_remove(&self.key_rotation_due, &labels, time(&status.next_rotation));
+    }
+
+    /// A deleted key's series go with it.
+    pub fn forget_key(&self, key: &RouteroKey) {
+        let id = (key.namespace().unwrap_or_default(), key.name_any());
+        let old = self
+            .key_states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(old) = old {
+            self.key_ready.remove(&old);
+            self.forget_key_series(&old.series());
+        }
+    }
+
+    fn forget_key_series(&self, labels: &KeyLabels) {
+        self.key_spend.remove(labels);
+        self.key_expiry.remove(labels);
+        self.key_rotation_due.remove(labels);
+    }
+
+    /// A rotation delivered its new key.
+    pub fn key_rotated(&self) {
+        self.rotations.inc();
     }
 
     /// A deleted team's series go with it.
@@ -225,6 +390,8 @@ impl Metrics {
         };
         self.team_spend.remove(&labels);
         self.team_budget.remove(&labels);
+        self.team_reset.remove(&labels);
+        self.team_daily_spend.remove(&labels);
     }
 
     pub fn alerting_applied(&self) {
@@ -252,8 +419,28 @@ impl Metrics {
     }
 }
 
+fn set_or_remove<L>(family: &Family<L, FloatGauge>, labels: &L, value: Option<f64>)
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug,
+{
+    match value {
+        Some(v) => drop(family.get_or_create(labels).set(v)),
+        None => drop(family.remove(labels)),
+    }
+}
+
+/// An RFC 3339 time as Unix seconds.
+fn unix_seconds(t: &str) -> Option<f64> {
+    t.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond() as f64 / 1000.0)
+}
+
 impl GatewayObserver for Metrics {
     fn exchanged(&self, endpoint: &str, status: Option<u16>, took: Duration) {
+        if endpoint == "/key/delete" && status == Some(200) {
+            self.revocations.inc();
+        }
         let status = status.map_or_else(|| "transport".to_owned(), |s| s.to_string());
         self.gateway_duration
             .get_or_create(&GatewayLabels {
@@ -344,6 +531,90 @@ mod tests {
         assert!(!m.encode().contains("routero_team_max_budget_usd{"));
         m.forget_team(&t);
         assert!(!m.encode().contains("routero_team_spend_usd{"));
+    }
+
+    fn key(ns: &str, name: &str) -> RouteroKey {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "routero.ai/v1alpha1", "kind": "RouteroKey",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"teamRef": {"name": "eng"}}
+        }))
+        .expect("key")
+    }
+
+    fn ready(reason: &str, ok: bool) -> crate::crd::Condition {
+        crate::crd::Condition {
+            type_: "Ready".into(),
+            status: if ok { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_series_follow_the_status_one_state_series_per_key_and_go_with_the_key() {
+        let m = Metrics::new();
+        let k = key("eng-ns", "cursor-alice");
+        // Not issued yet: a state series, no spend or schedule.
+        m.observe_key(
+            &k,
+            &RouteroKeyStatus {
+                conditions: vec![ready("TeamNotReady", false)],
+                ..Default::default()
+            },
+        );
+        let text = m.encode();
+        assert!(text.contains(
+            r#"routero_key_ready{namespace="eng-ns",key="cursor-alice",team_id="eng",reason="TeamNotReady"} 0"#
+        ));
+        assert!(!text.contains("routero_key_spend_usd{"));
+
+        m.observe_key(
+            &k,
+            &RouteroKeyStatus {
+                conditions: vec![ready("Available", true)],
+                key_id: Some("0123456789ab".into()),
+                team_id: Some("eng-1".into()),
+                spend: Some(7.5),
+                expires_at: Some("2027-01-01T00:00:00Z".into()),
+                next_rotation: Some("2026-12-31T00:00:00Z".into()),
+                ..Default::default()
+            },
+        );
+        let text = m.encode();
+        assert!(
+            !text.contains("TeamNotReady"),
+            "the old reason's series is gone:\n{text}"
+        );
+        assert!(text.contains(
+            r#"routero_key_ready{namespace="eng-ns",key="cursor-alice",team_id="eng-1",reason="Available"} 1"#
+        ));
+        let labels = r#"{namespace="eng-ns",key="cursor-alice",team_id="eng-1"}"#;
+        assert!(text.contains(&format!("routero_key_spend_usd{labels} 7.5")));
+        assert!(text.contains(&format!(
+            "routero_key_expiry_timestamp_seconds{labels} 1798761600.0"
+        )));
+        assert!(text.contains(&format!(
+            "routero_key_rotation_due_timestamp_seconds{labels} 1798675200.0"
+        )));
+        assert!(!text.contains("0123456789ab"), "no key id in labels");
+
+        m.forget_key(&k);
+        let text = m.encode();
+        assert!(!text.contains("cursor-alice"), "{text}");
+    }
+
+    #[test]
+    fn revocations_count_successful_key_deletes_and_rotations_are_counted() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert!(text.contains("routero_key_rotations_total 0"));
+        assert!(text.contains("routero_key_revocations_total 0"));
+        m.exchanged("/key/delete", Some(200), Duration::from_millis(1));
+        m.exchanged("/key/delete", Some(404), Duration::from_millis(1));
+        m.key_rotated();
+        let text = m.encode();
+        assert!(text.contains("routero_key_revocations_total 1"));
+        assert!(text.contains("routero_key_rotations_total 1"));
     }
 
     #[test]

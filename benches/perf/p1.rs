@@ -147,9 +147,7 @@ pub async fn run() {
         to_ready.median().as_secs_f64() / ready_bound.as_secs_f64()
     );
 
-    println!(
-        "Gateway calls per key, by endpoint (unavoidable: POST /key/generate):"
-    );
+    println!("Gateway calls per key, by endpoint (unavoidable: POST /key/generate):");
     let mut t = Table::new(&["endpoint", "calls per key"]);
     for (k, v) in &calls {
         t.row(vec![k.clone(), per_key(*v)]);

@@ -66,6 +66,10 @@ pub struct Context {
     no_regenerate: AtomicBool,
     /// The gateway's release as read at start-up; `None` until it has answered.
     gateway_version: Mutex<Option<GatewayVersion>>,
+    /// The gateway answered that it has no `/team/daily/activity`: daily spend is not asked for again.
+    no_daily_activity: AtomicBool,
+    /// When each team's daily spend was last read.
+    daily_read: Mutex<HashMap<String, (std::time::Instant, DailyReading)>>,
 }
 
 /// The objects in a set of watch caches.
@@ -80,6 +84,11 @@ fn count<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
         .sum()
 }
 
+/// Today's spend of a team and how the gateway answered.
+pub type DailyReading = (Option<f64>, super::team::DailyNotice);
+
+/// A team's daily spend is read at most once per this many resync intervals.
+const DAILY_SPEND_RESYNCS: u32 = 4;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The `reportingController` of every Event.
 const REPORTER: &str = "routero-operator";
@@ -109,6 +118,8 @@ impl Context {
             failures: Mutex::default(),
             no_regenerate: AtomicBool::new(false),
             gateway_version: Mutex::default(),
+            no_daily_activity: AtomicBool::new(false),
+            daily_read: Mutex::default(),
         }
     }
 
@@ -203,6 +214,32 @@ impl Context {
 
     pub fn set_regenerate_unsupported(&self) {
         self.no_regenerate.store(true, Ordering::Relaxed);
+    }
+
+    pub fn daily_activity_unsupported(&self) -> bool {
+        self.no_daily_activity.load(Ordering::Relaxed)
+    }
+
+    /// Team `team_id`'s last daily-spend reading, if made within `DAILY_SPEND_RESYNCS` resync intervals: the day's
+    /// figure moves slowly, and a read per team per resync would undo what the team listing saves.
+    pub fn daily_spend(&self, team_id: &str) -> Option<DailyReading> {
+        self.daily_read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(team_id)
+            .filter(|(at, _)| at.elapsed() < self.settings.resync * DAILY_SPEND_RESYNCS)
+            .map(|(_, reading)| reading.clone())
+    }
+
+    pub fn record_daily_spend(&self, team_id: &str, reading: DailyReading) {
+        self.daily_read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(team_id.to_owned(), (std::time::Instant::now(), reading));
+    }
+
+    pub fn set_daily_activity_unsupported(&self) {
+        self.no_daily_activity.store(true, Ordering::Relaxed);
     }
 
     pub fn succeeded(&self, key: &str) {

@@ -927,6 +927,9 @@ impl<'a> Keys<'a> {
             Resolved::Done(done) => {
                 let (secret, info) = *done;
                 self.ctx.event(self.key, false, reason, note).await;
+                if reason == "Rotated" {
+                    self.ctx.metrics.key_rotated();
+                }
                 // Ready in the same pass: the key was just confirmed, so there is nothing to read again.
                 Ok(self.available(&secret, &info, jiff::Timestamp::now()).await)
             }
@@ -1389,6 +1392,7 @@ impl<'a> Keys<'a> {
             },
             provenance: proofs,
         };
+        self.ctx.metrics.observe_key(key, &status);
         if let Err(e) = apply_status(&api, key, key.status.as_ref(), &status).await {
             tracing::warn!(key = self.owner.id, error = %e, "could not write status");
         }

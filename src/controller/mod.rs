@@ -264,6 +264,19 @@ async fn reconcile_team(team: Arc<RouteroTeam>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
+/// The key reconcile, measured; once a key's deletion completes, its series go too.
+async fn reconcile_key(key: Arc<RouteroKey>, ctx: Arc<Context>) -> Result<Action> {
+    let deleting = key.metadata.deletion_timestamp.is_some();
+    let result = measured("RouteroKey", key.namespace(), ctx.clone(), || {
+        key::reconcile(key.clone(), ctx.clone())
+    })
+    .await;
+    if deleting && result.is_ok() {
+        ctx.metrics.forget_key(&key);
+    }
+    result
+}
+
 fn api<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
@@ -507,15 +520,7 @@ async fn run_in(
             move |m| dependents(&member_store, m.namespace(), m.name_any(), true),
         )
         .graceful_shutdown_on(shutdown.clone())
-        .run(
-            |k, c| {
-                measured("RouteroKey", k.namespace(), c.clone(), || {
-                    key::reconcile(k, c)
-                })
-            },
-            error_policy,
-            ctx.clone(),
-        )
+        .run(reconcile_key, error_policy, ctx.clone())
         .for_each(|r| log_result("RouteroKey", r));
 
     let member_refs = member_cache.clone();

@@ -91,6 +91,18 @@ pub fn notice(
     condition(previous, type_, true, reason, message, generation)
 }
 
+/// A condition beside `Ready` and `Synced` that is `True` or `False`, keeping its transition time.
+pub fn flag(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    condition(previous, type_, ok, reason, message, generation)
+}
+
 fn condition(
     previous: &[Condition],
     type_: &str,

@@ -10,7 +10,9 @@ use super::ownership::{Claim, Owner, Standing, budget_update, metadata_update, u
 use super::provenance;
 use super::snapshot;
 use super::status::{Outcome, apply_status};
+use crate::crd::Condition;
 use crate::crd::common::ready_because;
+use crate::crd::team::budget_used_percent;
 use crate::crd::{RouteroTeam, RouteroTeamSpec, RouteroTeamStatus};
 use crate::error::Result;
 use crate::gateway::GatewayError;
@@ -227,6 +229,33 @@ async fn report(
             team.metadata.generation,
         ));
     }
+    let spend_today = match row {
+        Some(r) => {
+            // Read at most once per few resyncs per team (see `Context::daily_spend`), else the last reading.
+            let (daily, notice) = match ctx.daily_spend(&r.team_id) {
+                Some(last) => last,
+                None => {
+                    let read = daily_spend(ctx, &r.team_id, previous.spend_today).await;
+                    ctx.record_daily_spend(&r.team_id, read.clone());
+                    read
+                }
+            };
+            conditions.push(notice.condition(&previous.conditions, team.metadata.generation));
+            daily
+        }
+        None => {
+            conditions.extend(
+                previous
+                    .conditions
+                    .iter()
+                    .filter(|c| c.type_ == DAILY_SPEND)
+                    .cloned(),
+            );
+            previous.spend_today
+        }
+    };
+    let spend = row.and_then(|r| r.spend).or(previous.spend);
+    let max_budget = row.map_or(previous.max_budget, |r| r.max_budget);
     let status = RouteroTeamStatus {
         conditions,
         observed_generation: team.metadata.generation,
@@ -235,9 +264,11 @@ async fn report(
         } else {
             previous.team_id
         },
-        spend: row.and_then(|r| r.spend).or(previous.spend),
-        max_budget: row.map_or(previous.max_budget, |r| r.max_budget),
+        spend,
+        max_budget,
         budget_reset_at: row.map_or(previous.budget_reset_at, |r| r.budget_reset_at.clone()),
+        budget_used_percent: budget_used_percent(spend, max_budget),
+        spend_today,
         // Recorded whenever the team is seen as ours; a failure to make the proof keeps the last one.
         provenance: match row {
             Some(_) => match Owner::of(team) {
@@ -258,6 +289,65 @@ async fn report(
 
 /// The condition a RouteroTeam carries while the gateway's release is outside the tested range (or unknown).
 pub const GATEWAY_VERSION: &str = "GatewayVersion";
+
+/// The condition that says whether daily spend is reported.
+pub const DAILY_SPEND: &str = "DailySpend";
+
+/// Whether the gateway gave today's spend, as the `DailySpend` condition reports it.
+#[derive(Clone, Debug)]
+pub enum DailyNotice {
+    Reported,
+    NotServed,
+    Unavailable(String),
+}
+
+impl DailyNotice {
+    fn condition(&self, previous: &[Condition], generation: Option<i64>) -> Condition {
+        let (ok, reason, message) = match self {
+            Self::Reported => (
+                true,
+                "Reported",
+                "spendToday is read from the gateway's /team/daily/activity".to_owned(),
+            ),
+            Self::NotServed => (
+                false,
+                "NotServed",
+                "the gateway does not serve /team/daily/activity: daily spend is not reported (spend and budget are)"
+                    .to_owned(),
+            ),
+            Self::Unavailable(why) => (
+                false,
+                "Unavailable",
+                format!("could not read /team/daily/activity: {why}; the last daily spend is kept"),
+            ),
+        };
+        super::status::flag(previous, DAILY_SPEND, ok, reason, &message, generation)
+    }
+}
+
+/// Today's (UTC) spend from the daily activity table. It never fails the reconcile: a gateway without the endpoint
+/// is remembered and not asked again, and any other failure keeps the last value.
+async fn daily_spend(
+    ctx: &Context,
+    team_id: &str,
+    last: Option<f64>,
+) -> (Option<f64>, DailyNotice) {
+    if ctx.daily_activity_unsupported() {
+        return (None, DailyNotice::NotServed);
+    }
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    match ctx.gateway.team_daily_spend(team_id, &today).await {
+        Ok(Some(spend)) => (Some(spend), DailyNotice::Reported),
+        Ok(None) => {
+            ctx.set_daily_activity_unsupported();
+            (None, DailyNotice::NotServed)
+        }
+        Err(e) => (last, DailyNotice::Unavailable(e.to_string())),
+    }
+}
 
 fn proofs(team: &RouteroTeam) -> &[String] {
     team.status

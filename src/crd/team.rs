@@ -21,6 +21,17 @@ use super::common::{BUDGET_DURATION_PATTERN, Condition, DeletionPolicy, ID_PATTE
     printcolumn(name = "Period", type_ = "string", json_path = ".spec.budgetDuration"),
     printcolumn(name = "Spend", type_ = "number", json_path = ".status.spend"),
     printcolumn(
+        name = "Used %",
+        type_ = "number",
+        json_path = ".status.budgetUsedPercent"
+    ),
+    printcolumn(
+        name = "Resets",
+        type_ = "string",
+        json_path = ".status.budgetResetAt",
+        priority = 1
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -101,10 +112,27 @@ pub struct RouteroTeamStatus {
     /// When the gateway next resets the spend (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_reset_at: Option<String>,
+    /// `spend` as a percentage of `maxBudget`, to one decimal (absent without a budget). Computed by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_used_percent: Option<f64>,
+    /// Spend in USD today (UTC), from the gateway's daily activity table where it serves one (see the `DailySpend`
+    /// condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend_today: Option<f64>,
     /// The operator's proof that this resource manages the gateway team (made with its admin key, so it cannot be
     /// forged): it lets the team be deprovisioned even when its owner marker was wiped on the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<String>,
+}
+
+/// `spend` as a percentage of `budget`, to one decimal: what `kubectl get rteam` shows. A zero budget is 100 % used
+/// as soon as anything is spent.
+pub fn budget_used_percent(spend: Option<f64>, budget: Option<f64>) -> Option<f64> {
+    let (spend, budget) = (spend.unwrap_or(0.0), budget?);
+    if budget <= 0.0 {
+        return Some(if spend > 0.0 { 100.0 } else { 0.0 });
+    }
+    Some((spend / budget * 1000.0).round() / 10.0)
 }
 
 impl RouteroTeam {
@@ -114,5 +142,19 @@ impl RouteroTeam {
             .team_id
             .clone()
             .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::budget_used_percent;
+
+    #[test]
+    fn percent_used_is_rounded_and_absent_without_a_budget() {
+        assert_eq!(budget_used_percent(Some(412.5), Some(500.0)), Some(82.5));
+        assert_eq!(budget_used_percent(Some(1.0), Some(3.0)), Some(33.3));
+        assert_eq!(budget_used_percent(None, Some(100.0)), Some(0.0));
+        assert_eq!(budget_used_percent(Some(5.0), None), None);
+        assert_eq!(budget_used_percent(Some(5.0), Some(0.0)), Some(100.0));
     }
 }

@@ -346,6 +346,33 @@ impl Gateway {
             .await
     }
 
+    /// `GET /team/daily/activity` for one team and one day (`YYYY-MM-DD`): the day's spend in USD. `Ok(None)` when
+    /// the gateway does not serve the endpoint (404, 405 or 501): older or other gateways lack it.
+    pub async fn team_daily_spend(
+        &self,
+        team_id: &str,
+        day: &str,
+    ) -> Result<Option<f64>, GatewayError> {
+        let reply = self
+            .get::<DailyActivity>(
+                "/team/daily/activity",
+                &[
+                    ("team_ids", team_id),
+                    ("start_date", day),
+                    ("end_date", day),
+                ],
+            )
+            .await;
+        match reply {
+            Ok(a) => Ok(Some(a.metadata.total_spend)),
+            Err(GatewayError::Api {
+                status: 404 | 405 | 501,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn team_new(&self, team: &TeamWrite, actor: &str) -> Result<TeamRow, GatewayError> {
         self.post("/team/new", team, Repeat::Never, actor).await
     }

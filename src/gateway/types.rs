@@ -68,6 +68,18 @@ pub struct TeamMemberRow {
     pub role: Option<String>,
 }
 
+/// The reply of `/team/daily/activity`: only the period's total is read (the rows and breakdowns are for UIs).
+#[derive(Clone, Debug, Deserialize)]
+pub struct DailyActivity {
+    pub metadata: DailyActivityTotals,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct DailyActivityTotals {
+    #[serde(default)]
+    pub total_spend: f64,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct TeamInfo {
     pub team_info: TeamRow,

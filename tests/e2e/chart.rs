@@ -50,7 +50,7 @@ fn chart_lints_with_defaults_and_every_feature() {
 }
 
 /// `kubernetes-validate --strict` on the rendered stream (CRDs included). Objects whose schema it does not ship
-/// (the Prometheus Operator's ServiceMonitor) come back as warnings; anything else must pass.
+/// (the Prometheus Operator's ServiceMonitor and PrometheusRule) come back as warnings; anything else must pass.
 fn assert_strictly_valid(what: &str, values: &str) {
     let rendered = chart::template(values, true);
     assert!(
@@ -76,7 +76,8 @@ fn assert_strictly_valid(what: &str, values: &str) {
     );
     for line in report.lines().filter(|l| !l.trim().is_empty()) {
         assert!(
-            line.contains("kind ServiceMonitor with api version monitoring.coreos.com/v1"),
+            line.contains("kind ServiceMonitor with api version monitoring.coreos.com/v1")
+                || line.contains("kind PrometheusRule with api version monitoring.coreos.com/v1"),
             "unexpected validation output ({what}): {line}"
         );
     }
@@ -106,9 +107,29 @@ fn every_optional_feature_renders() {
         "ServiceMonitor",
         "PodDisruptionBudget",
         "NetworkPolicy",
+        "ConfigMap",
+        "PrometheusRule",
     ] {
         one(&objects, kind);
     }
+    // The dashboard and the rules are the generated ones, as Grafana's sidecar and the Prometheus Operator load them.
+    let dashboard = one(&objects, "ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(dashboard["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        dashboard["metadata"]["annotations"]["grafana_folder"],
+        "Routero"
+    );
+    let json: Value = serde_json::from_str(
+        dashboard["data"]["routero-operator.json"]
+            .as_str()
+            .expect("dashboard JSON"),
+    )
+    .expect("the dashboard is JSON");
+    assert_eq!(json, routero_operator::monitoring::dashboard());
+    let rule = one(&objects, "PrometheusRule");
+    assert_eq!(rule["spec"], routero_operator::monitoring::rules());
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
     named(&objects, "ClusterRole", OPERATOR_ROLE);
     let service = one(&objects, "Service");
     let monitor = one(&objects, "ServiceMonitor");

@@ -7,7 +7,7 @@
 //!   Kubernetes' `view`, `edit` and `admin` roles (stand-ins: the test bed has no built-in roles).
 //! - With `watchNamespaces`, the real operator runs as the chart's ServiceAccount on the chart's Roles alone, and
 //!   is refused everywhere else.
-mod personas;
+pub(crate) mod personas;
 mod watch_namespaces;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -178,7 +178,7 @@ fn chart_arg(objects: &[Value], prefix: &str) -> Option<String> {
 }
 
 /// Server-side applies `objects` as the test bed's admin (idempotent: parallel tests may apply the same object).
-fn apply(objects: &[Value]) {
+pub(crate) fn apply(objects: &[Value]) {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
     let (ok, out, err) = kubectl(
         &[

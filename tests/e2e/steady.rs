@@ -81,9 +81,18 @@ async fn quiet_resyncs_make_no_reads_but_the_listings() {
         calls.get("GET /v2/team/list").copied().unwrap_or(0) >= 4,
         "the team listing ran: {calls:?}"
     );
+    // A team's daily spend is read at most once per 4 intervals: at most twice per team in these 5.
+    let daily = calls.get("GET /team/daily/activity").copied().unwrap_or(0);
+    assert!(daily <= 4, "daily spend read {daily} times: {calls:?}");
     let others: Vec<_> = calls
         .iter()
-        .filter(|(k, v)| **v > 0 && !matches!(k.as_str(), "GET /key/list" | "GET /v2/team/list"))
+        .filter(|(k, v)| {
+            **v > 0
+                && !matches!(
+                    k.as_str(),
+                    "GET /key/list" | "GET /v2/team/list" | "GET /team/daily/activity"
+                )
+        })
         .collect();
     assert!(
         others.is_empty(),

@@ -35,6 +35,8 @@ alerting:
 metrics:
   service: {annotations: {prometheus.io/scrape: \"true\"}}
   serviceMonitor: {enabled: true, labels: {release: prometheus}}
+  grafanaDashboard: {enabled: true, namespace: monitoring, annotations: {grafana_folder: Routero}}
+  prometheusRule: {enabled: true, labels: {release: prometheus}}
 podDisruptionBudget: {enabled: true, minAvailable: 1}
 networkPolicy:
   enabled: true

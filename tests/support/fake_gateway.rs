@@ -605,6 +605,7 @@ impl Inner {
             Kind::TeamDelete => parsed().and_then(|b| st.team_delete(b, now)),
             Kind::TeamList => Ok(st.team_list()),
             Kind::TeamListV2 => st.team_list_v2(query),
+            Kind::TeamDailyActivity => st.team_daily_activity(query),
             Kind::MemberAdd => parsed().and_then(|b| st.member_add(b, team_admins, now)),
             Kind::MemberDelete => parsed().and_then(|b| st.member_delete(b, now)),
             Kind::MemberUpdate => parsed().and_then(|b| st.member_update(b, team_admins, now)),
@@ -728,6 +729,7 @@ enum Kind {
     TeamDelete,
     TeamList,
     TeamListV2,
+    TeamDailyActivity,
     MemberAdd,
     MemberDelete,
     MemberUpdate,
@@ -759,6 +761,7 @@ const ROUTES: &[(&str, &str, Kind)] = &[
     ("POST", "/team/delete", Kind::TeamDelete),
     ("GET", "/team/list", Kind::TeamList),
     ("GET", "/v2/team/list", Kind::TeamListV2),
+    ("GET", "/team/daily/activity", Kind::TeamDailyActivity),
     ("POST", "/team/member_add", Kind::MemberAdd),
     ("POST", "/team/member_delete", Kind::MemberDelete),
     ("POST", "/team/member_update", Kind::MemberUpdate),
@@ -2033,6 +2036,33 @@ impl State {
             .get(team_id)
             .map(|t| Value::Object(t.row.clone()))
             .unwrap_or_default()
+    }
+
+    /// `/team/daily/activity`: LiteLLM's shape, reduced to the period total. A team's day spend is the test-set
+    /// `spend_today` field of its row (the fake keeps no per-request log); dates are required, as LiteLLM's are.
+    fn team_daily_activity(&self, q: &HashMap<String, String>) -> Result<Out, Out> {
+        if !q.contains_key("start_date") || !q.contains_key("end_date") {
+            return Err(envelope(
+                400,
+                "Please provide start_date and end_date",
+                "bad_request",
+                json!("None"),
+            ));
+        }
+        let ids: Vec<&str> = q
+            .get("team_ids")
+            .map(|t| t.split(',').filter(|t| !t.is_empty()).collect())
+            .unwrap_or_default();
+        let total: f64 = self
+            .teams
+            .iter()
+            .filter(|(id, _)| ids.is_empty() || ids.contains(&id.as_str()))
+            .filter_map(|(_, t)| t.row.get("spend_today").and_then(Value::as_f64))
+            .sum();
+        Ok((
+            200,
+            json!({"results": [], "metadata": {"total_spend": total, "page": 1, "total_pages": 0, "has_more": false}}),
+        ))
     }
 
     fn team_info(&self, q: &HashMap<String, String>) -> Result<Out, Out> {

@@ -5,5 +5,6 @@ pub mod fake_gateway;
 pub mod gateway_reader;
 pub mod invariants;
 pub mod kube_recorder;
+pub mod prometheus;
 pub mod testbed;
 pub mod tools;

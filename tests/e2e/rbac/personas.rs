@@ -13,7 +13,7 @@ use crate::support::testbed::{self, kubectl};
 /// Kubernetes' built-in user-facing roles as its bootstrap policy defines them: no rules of their own, filled by
 /// aggregation from every ClusterRole labelled `aggregate-to-<name>`; `view` aggregates into `edit`, and `edit`
 /// into `admin`. The test bed has none, and applies aggregation when it evaluates a request.
-fn builtin_user_roles() -> Vec<Value> {
+pub(crate) fn builtin_user_roles() -> Vec<Value> {
     let role = |name: &str, aggregates_into: Option<&str>| {
         let mut labels = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
         if let Some(into) = aggregates_into {
@@ -39,7 +39,7 @@ fn builtin_user_roles() -> Vec<Value> {
     ]
 }
 
-fn role_binding(ns: &str, cluster_role: &str, user: &str) -> Value {
+pub(crate) fn role_binding(ns: &str, cluster_role: &str, user: &str) -> Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -99,7 +99,7 @@ impl Person {
 
 /// Deletes these ClusterRoles when dropped, after a failure too: a persona left behind would go on aggregating into
 /// the shared `view`, `edit` and `admin` stand-ins, which stay for other tests.
-struct DeleteOnDrop(Vec<String>);
+pub(crate) struct DeleteOnDrop(pub(crate) Vec<String>);
 
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
