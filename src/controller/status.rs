@@ -60,7 +60,7 @@ impl Outcome {
             self.message.as_str()
         };
         vec![
-            condition(
+            flag(
                 previous,
                 "Ready",
                 self.ready,
@@ -68,7 +68,7 @@ impl Outcome {
                 &self.message,
                 generation,
             ),
-            condition(
+            flag(
                 previous,
                 "Synced",
                 self.synced,
@@ -88,22 +88,11 @@ pub fn notice(
     message: &str,
     generation: Option<i64>,
 ) -> Condition {
-    condition(previous, type_, true, reason, message, generation)
+    flag(previous, type_, true, reason, message, generation)
 }
 
 /// A condition beside `Ready` and `Synced` that is `True` or `False`, keeping its transition time.
 pub fn flag(
-    previous: &[Condition],
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-) -> Condition {
-    condition(previous, type_, ok, reason, message, generation)
-}
-
-fn condition(
     previous: &[Condition],
     type_: &str,
     ok: bool,

@@ -12,8 +12,7 @@ use routero_operator::crd::{RouteroKey, RouteroTeam};
 use serde_json::{Value, json};
 
 use crate::rbac::apply;
-use crate::rbac::personas::{DeleteOnDrop, builtin_user_roles, role_binding};
-use crate::support::chart::{REQUIRED_VALUES, render};
+use crate::rbac::personas::{DeleteOnDrop, builtin_user_roles, persona_roles, role_binding};
 use crate::support::fake_gateway::{FakeGateway, Fault, FaultKind};
 use crate::support::testbed::{
     self, GatewayTarget, Operator, OperatorOptions, kubeconfig_path, kubectl, wait_for,
@@ -286,12 +285,7 @@ async fn spend_runs_as_a_namespace_viewer_and_sees_only_that_namespace() {
     let w = workspace("spend-view").await;
     let suffix = testbed::suffix();
     let release = format!("spend-{suffix}");
-    let objects = render(&format!("{REQUIRED_VALUES}fullnameOverride: {release}\n"));
-    let personas: Vec<Value> = objects
-        .iter()
-        .filter(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] != release.as_str())
-        .cloned()
-        .collect();
+    let personas = persona_roles(&release);
     let _cleanup = DeleteOnDrop(
         personas
             .iter()

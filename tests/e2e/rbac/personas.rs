@@ -112,18 +112,22 @@ impl Drop for DeleteOnDrop {
     }
 }
 
+/// The persona ClusterRoles (`<release>-view`, `-edit`, `-admin`) the chart renders for `release`, without the
+/// operator's own.
+pub(crate) fn persona_roles(release: &str) -> Vec<Value> {
+    render(&format!("{REQUIRED_VALUES}fullnameOverride: {release}\n"))
+        .into_iter()
+        .filter(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] != release)
+        .collect()
+}
+
 #[tokio::test]
 async fn tenant_personas_give_real_403s_and_allows() {
     let admin = testbed::client().await;
     let suffix = testbed::suffix();
     // A release of its own: its persona ClusterRoles are cluster-wide, and are removed at the end.
     let release = format!("personas-{suffix}");
-    let objects = render(&format!("{REQUIRED_VALUES}fullnameOverride: {release}\n"));
-    let personas: Vec<Value> = objects
-        .iter()
-        .filter(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] != release.as_str())
-        .cloned()
-        .collect();
+    let personas = persona_roles(&release);
     let names: Vec<&str> = personas
         .iter()
         .filter_map(|o| o["metadata"]["name"].as_str())
