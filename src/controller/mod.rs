@@ -324,14 +324,21 @@ fn dependents(
 /// API-server connections (one each) and lengthen the line a newcomer's first call waits in.
 pub const SLOTS: usize = 16;
 
-/// What the reconciles act on: spec (generation), deletion, finalizers and the rotate annotation. Status-only
-/// updates, which the controllers write themselves, trigger nothing; periodic resyncs still run.
+/// What the reconciles act on: spec (generation), deletion, other parties' finalizers and the rotate annotation.
+/// Status-only updates, which the controllers write themselves, trigger nothing; periodic resyncs still run. Nor
+/// does the operator's own finalizer: the pass that adds it goes on with the object's work, and a second pass woken by
+/// that patch would only repeat it (and overwrite, with the same verdict, whatever status was written since). One
+/// removed by someone else is put back by the next pass.
 fn acted_on<K: Resource>(obj: &K) -> Option<u64> {
     let meta = obj.meta();
     let mut h = DefaultHasher::new();
     meta.generation.hash(&mut h);
     meta.deletion_timestamp.is_some().hash(&mut h);
-    meta.finalizers.hash(&mut h);
+    meta.finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != FINALIZER)
+        .for_each(|f| f.hash(&mut h));
     meta.annotations
         .as_ref()
         .and_then(|a| a.get(secret::ROTATE))
@@ -567,4 +574,32 @@ async fn run_in(
         }
     };
     futures::join!(teams, keys, members, synced);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn with_finalizers(finalizers: &[&str]) -> ConfigMap {
+        let mut obj = ConfigMap::default();
+        obj.metadata.generation = Some(1);
+        obj.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
+        obj
+    }
+
+    #[test]
+    fn the_operators_own_finalizer_wakes_no_second_pass_but_others_do() {
+        let bare = acted_on(&with_finalizers(&[]));
+        assert_eq!(acted_on(&with_finalizers(&[FINALIZER])), bare);
+        assert_ne!(acted_on(&with_finalizers(&["example.com/hold"])), bare);
+        let mut deleted = with_finalizers(&[FINALIZER]);
+        deleted.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert_ne!(acted_on(&deleted), bare);
+        let mut edited = with_finalizers(&[FINALIZER]);
+        edited.metadata.generation = Some(2);
+        assert_ne!(acted_on(&edited), bare);
+    }
 }
