@@ -173,10 +173,7 @@ impl<'a> Keys<'a> {
                     .resolve(intent, workload.as_ref(), &scope, false)
                     .await?
                 {
-                    Resolved::Done(done) => {
-                        self.delete_secret(&secret::pending_name(self.key)).await?;
-                        workload = Some(done.0);
-                    }
+                    Resolved::Done(done) => workload = Some(done.0),
                     Resolved::Dropped => {}
                     Resolved::Blocked(outcome) => {
                         self.report(outcome, workload.as_ref(), None).await;
@@ -929,20 +926,12 @@ impl<'a> Keys<'a> {
         match self.resolve(intent, workload, scope, true).await? {
             Resolved::Done(done) => {
                 let (secret, info) = *done;
-                // Ready in the same pass: the key was just confirmed, so there is nothing to read again. Reported
-                // first; the Event and the pending Secret's removal follow, off the path to `Ready`.
-                let next = self.available(&secret, &info, jiff::Timestamp::now()).await;
                 self.ctx.event(self.key, false, reason, note).await;
                 if reason == "Rotated" {
                     self.ctx.metrics.key_rotated();
                 }
-                // Left behind, the pending Secret names the delivered value: the next pass resumes it as after a
-                // crash at this point (the key is found registered, delivered again as it is, and the Secret dropped).
-                if let Err(e) = self.delete_secret(&secret::pending_name(self.key)).await {
-                    tracing::warn!(key = self.owner.id, error = %e, "could not remove the pending Secret; will retry");
-                    return Ok(Action::requeue(Duration::from_secs(1)));
-                }
-                Ok(next)
+                // Ready in the same pass: the key was just confirmed, so there is nothing to read again.
+                Ok(self.available(&secret, &info, jiff::Timestamp::now()).await)
             }
             Resolved::Blocked(outcome) => {
                 self.report(outcome, workload, None).await;
@@ -954,7 +943,7 @@ impl<'a> Keys<'a> {
     }
 
     /// Carries a pending intent through: register on the gateway if not yet there, confirm by hash, deliver into
-    /// the workload Secret; the caller then drops the pending Secret. Safe to run again from any point.
+    /// the workload Secret, then drop the pending Secret. Safe to run again from any point.
     /// `fresh`: the value was chosen in this pass and the key it replaces was just read, so neither is looked up
     /// again before the register call.
     async fn resolve(
@@ -1126,7 +1115,7 @@ impl<'a> Keys<'a> {
         // The pass this Secret write triggers finds the key here instead of reading it again.
         self.ctx.keys.remember(&hash, &confirmed);
         let written = self.write_workload(workload, &intent.next, &state).await?;
-        // The pending Secret is the caller's to drop, once the key is reported: delivered is delivered.
+        self.delete_secret(&secret::pending_name(self.key)).await?;
         Ok(Resolved::Done(Box::new((written, confirmed))))
     }
 
