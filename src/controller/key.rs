@@ -85,6 +85,8 @@ struct Keys<'a> {
     ns: String,
     /// Operator state found in a Secret that named a key this resource does not own, and was dropped.
     tampered: std::sync::Mutex<Option<String>>,
+    /// The metadata a key taken over in this pass gets with its regeneration (ours merged into what it held).
+    adopting: std::sync::Mutex<Option<Metadata>>,
 }
 
 impl<'a> Keys<'a> {
@@ -100,6 +102,7 @@ impl<'a> Keys<'a> {
             ctx,
             ns,
             tampered: std::sync::Mutex::default(),
+            adopting: std::sync::Mutex::default(),
         })
     }
 
@@ -655,6 +658,7 @@ impl<'a> Keys<'a> {
     async fn holder(&self, hash: &str) -> Result<Holder> {
         Ok(match self.ctx.gateway.key_info(hash).await? {
             None => Holder::Gone,
+            Some(row) if self.adoptable(&row) => Holder::Ours,
             Some(row) if self.ours(hash, row.metadata.as_ref()).await? => Holder::Ours,
             Some(_) => Holder::Foreign,
         })
@@ -715,37 +719,7 @@ impl<'a> Keys<'a> {
         alias: &str,
         info: &KeyRow,
     ) -> Option<(KeyUpdate, Vec<&'static str>)> {
-        let spec = &self.key.spec;
-        let mut req = KeyUpdate {
-            key: hash.to_owned(),
-            ..KeyUpdate::default()
-        };
-        let mut changed = Vec::new();
-        if info.key_alias.as_deref() != Some(alias) {
-            req.key_alias = Some(alias.to_owned());
-            changed.push("alias");
-        }
-        let mut have = info.models.clone();
-        let mut want = spec.models.clone();
-        have.sort();
-        want.sort();
-        if have != want {
-            req.models = Some(spec.models.clone());
-            changed.push("models");
-        }
-        if let Some(b) = budget_update(spec.max_budget, info.max_budget) {
-            req.max_budget = Some(b);
-            changed.push("maxBudget");
-        }
-        if spec.budget_duration.is_some() && spec.budget_duration != info.budget_duration {
-            req.budget_duration = spec.budget_duration.clone();
-            changed.push("budgetDuration");
-        }
-        if let Some(merged) = metadata_update(info.metadata.as_ref(), self.metadata()) {
-            req.metadata = Some(merged);
-            changed.push("metadata");
-        }
-        (!changed.is_empty()).then_some((req, changed))
+        key_update(&self.key.spec, &self.owner, hash, alias, info)
     }
 
     /// Starts a fresh key: revokes any key of ours that holds the alias (its value is lost or exposed), records the
@@ -772,6 +746,36 @@ impl<'a> Keys<'a> {
             return Ok(Action::requeue(self.ctx.resync_after()));
         }
         let trigger = self.key.annotations().get(secret::ROTATE).cloned();
+        if !delivered_before && self.key.spec.adopt {
+            match self.takeover().await? {
+                Takeover::None => {}
+                Takeover::Refused(outcome) => {
+                    self.announce(&outcome).await;
+                    self.report(outcome, workload, None).await;
+                    return Ok(Action::requeue(self.ctx.resync_after()));
+                }
+                Takeover::Replace(old) => {
+                    let intent = Intent {
+                        kind: self.strategy(),
+                        next: KeyValue::generate(),
+                        replaces: Some(old.clone()),
+                        trigger,
+                    };
+                    let note = format!(
+                        "took over gateway key {} (alias '{}') and delivered a new value, key {}, into Secret '{}' by {}",
+                        short_id(&old),
+                        self.alias,
+                        intent.next.id(),
+                        self.key.secret_name(),
+                        match intent.kind {
+                            IntentKind::Regenerate => "regenerating it in place",
+                            _ => "a new key; the old value keeps working for rotation.gracePeriod",
+                        }
+                    );
+                    return self.start(intent, workload, scope, "Adopted", note).await;
+                }
+            }
+        }
         let intent = Intent {
             kind: IntentKind::Issue,
             next: KeyValue::generate(),
@@ -784,6 +788,52 @@ impl<'a> Keys<'a> {
             self.key.secret_name()
         );
         self.start(intent, workload, scope, "Issued", note).await
+    }
+
+    /// `spec.adopt` on a first issuance: the key already under the alias, if this resource may take it over (ours,
+    /// or unowned and adoptable here). Its value cannot be read back, so it is replaced by a rotation.
+    async fn takeover(&self) -> Result<Takeover> {
+        let rows = self.ctx.gateway.keys_by_alias(&self.alias).await?;
+        let Some((token, row)) = rows
+            .into_iter()
+            .find_map(|r| r.token.clone().map(|t| (t, r)))
+        else {
+            return Ok(Takeover::None);
+        };
+        let standing = Standing {
+            adopt: true,
+            admin: self.ctx.is_admin_namespace(&self.ns),
+            proven: false,
+        };
+        let what = format!("gateway key {} (alias '{}')", short_id(&token), self.alias);
+        match self.owner.claim(row.metadata.as_ref(), standing, &what) {
+            Claim::Ours => Ok(Takeover::Replace(token)),
+            Claim::Adopt => {
+                let merged = metadata_update(row.metadata.as_ref(), self.metadata());
+                *self.adopting.lock().unwrap_or_else(|p| p.into_inner()) = merged;
+                Ok(Takeover::Replace(token))
+            }
+            Claim::Conflict(m) => Ok(Takeover::Refused(Outcome::blocked("Conflict", m))),
+            Claim::Forbidden(m) => Ok(Takeover::Refused(Outcome::blocked("Forbidden", m))),
+        }
+    }
+
+    /// An unowned key this resource may adopt: `spec.adopt`, under this resource's own alias (or its Recreate
+    /// alias), and an admin's decision (an admin namespace, or the key marked adoptable by this namespace). Such a
+    /// key is treated as ours, so a Recreate takeover retires it after its grace period without writing to it first.
+    fn adoptable(&self, row: &KeyRow) -> bool {
+        let alias = row.key_alias.as_deref();
+        self.key.spec.adopt
+            && (alias == Some(self.alias.as_str()) || alias == Some(self.next_alias().as_str()))
+            && self.owner.claim(
+                row.metadata.as_ref(),
+                Standing {
+                    adopt: true,
+                    admin: self.ctx.is_admin_namespace(&self.ns),
+                    proven: false,
+                },
+                "",
+            ) == Claim::Adopt
     }
 
     /// Deletes our keys holding `alias` (except `keep`); a key holding it that is not ours is a conflict.
@@ -813,7 +863,8 @@ impl<'a> Keys<'a> {
                 let by = if super::ownership::owner_namespace(row.metadata.as_ref()).is_some() {
                     "a key managed elsewhere"
                 } else {
-                    "a key no resource manages (made outside the operator)"
+                    "a key no resource manages (made outside the operator; spec.adopt: true takes it over where an \
+                     admin allowed it)"
                 };
                 return Ok(Some(format!(
                     "key alias '{alias}' is already used on the gateway by {by}"
@@ -997,6 +1048,11 @@ impl<'a> Keys<'a> {
                         key: intent.replaces.clone().unwrap_or_default(),
                         new_key: intent.next.secret(),
                         duration: self.key.spec.duration.clone(),
+                        metadata: self
+                            .adopting
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take(),
                     };
                     match gw.key_regenerate(&req, &self.actor).await {
                         Ok(()) => {}
@@ -1204,8 +1260,12 @@ impl<'a> Keys<'a> {
             .filter(|_| look_up)
         {
             for row in self.ctx.gateway.keys_by_alias(&alias).await? {
-                let Some(token) = row.token else { continue };
-                if self.ours(&token, row.metadata.as_ref()).await? {
+                let Some(token) = row.token.clone() else {
+                    continue;
+                };
+                // A key taken over by Recreate is still in its grace period: it goes with the resource.
+                let taken_over = workload.is_some() && self.adoptable(&row);
+                if taken_over || self.ours(&token, row.metadata.as_ref()).await? {
                     hashes.push(token);
                 }
             }
@@ -1399,6 +1459,47 @@ impl<'a> Keys<'a> {
     }
 }
 
+/// The `/key/update` body (by hash) holding the managed fields of `spec` that differ from the gateway's `info`, and
+/// their names; `None` when the key matches. One diff for the controller and `plan`.
+pub fn key_update(
+    spec: &crate::crd::RouteroKeySpec,
+    owner: &Owner,
+    hash: &str,
+    alias: &str,
+    info: &KeyRow,
+) -> Option<(KeyUpdate, Vec<&'static str>)> {
+    let mut req = KeyUpdate {
+        key: hash.to_owned(),
+        ..KeyUpdate::default()
+    };
+    let mut changed = Vec::new();
+    if info.key_alias.as_deref() != Some(alias) {
+        req.key_alias = Some(alias.to_owned());
+        changed.push("alias");
+    }
+    let mut have = info.models.clone();
+    let mut want = spec.models.clone();
+    have.sort();
+    want.sort();
+    if have != want {
+        req.models = Some(spec.models.clone());
+        changed.push("models");
+    }
+    if let Some(b) = budget_update(spec.max_budget, info.max_budget) {
+        req.max_budget = Some(b);
+        changed.push("maxBudget");
+    }
+    if spec.budget_duration.is_some() && spec.budget_duration != info.budget_duration {
+        req.budget_duration = spec.budget_duration.clone();
+        changed.push("budgetDuration");
+    }
+    if let Some(merged) = metadata_update(info.metadata.as_ref(), owner.stamp(Metadata::new())) {
+        req.metadata = Some(merged);
+        changed.push("metadata");
+    }
+    (!changed.is_empty()).then_some((req, changed))
+}
+
 /// What a 200 from `/key/generate` says about the value sent.
 enum Registration {
     /// The reply names the value's hash, with the alias and team sent.
@@ -1420,6 +1521,16 @@ fn registered(reply: &KeyRow, hash: &str, req: &KeyGenerate) -> Registration {
         }
         _ => Registration::Unproven,
     }
+}
+
+/// What `spec.adopt` finds under the alias on a first issuance.
+enum Takeover {
+    /// No key: issue a fresh one.
+    None,
+    /// A key this resource may take over: replace it (by its hash) with a rotation.
+    Replace(String),
+    /// Someone else's, or not adoptable here.
+    Refused(Outcome),
 }
 
 enum Resolved {

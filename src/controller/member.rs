@@ -34,11 +34,11 @@ pub async fn reconcile(member: Arc<RouteroMember>, ctx: Arc<Context>) -> Result<
 }
 
 /// A desired membership: the RouteroTeam, its gateway team id (from its spec) and the gateway team.
-struct Membership {
-    name: String,
-    team_id: String,
-    role: TeamRole,
-    team: TeamRow,
+pub struct Membership {
+    pub name: String,
+    pub team_id: String,
+    pub role: TeamRole,
+    pub team: TeamRow,
 }
 
 /// Checks tenancy and dependencies before any gateway write, so a refused member is never half-applied. A team's id
@@ -266,45 +266,26 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
         .record_owner("user", &user_id, Some(owner.id.clone()));
 
     // Memberships: add or change the ones in spec, remove the ones this resource added earlier and no longer wants.
-    for m in &wanted {
-        let role = match m.role {
-            TeamRole::User => "user",
-            TeamRole::Admin => "admin",
-        };
-        let change = TeamMember {
-            team_id: m.team_id.clone(),
-            user_id: user_id.clone(),
-            role: role.into(),
-        };
-        match m
-            .team
-            .members_with_roles
-            .iter()
-            .find(|r| r.user_id.as_deref() == Some(user_id.as_str()))
-        {
-            None => {
-                gw.team_member_add(&change, &actor).await?;
-                ctx.event(
-                    member,
-                    false,
-                    "JoinedTeam",
-                    format!("added to team '{}' as {role}", m.name),
-                )
-                .await;
-            }
-            // Only a listed member is updated: on a non-member /team/member_update answers 404 on 1.108.7 but 200
-            // with no change on 1.98.0, so its answer could not tell whether the role was set.
-            Some(r) if r.role.as_deref() != Some(role) => {
-                gw.team_member_update(&change, &actor).await?;
-                ctx.event(
-                    member,
-                    false,
-                    "TeamRoleChanged",
-                    format!("role in team '{}' is now {role}", m.name),
-                )
-                .await;
-            }
-            Some(_) => {}
+    for (m, change) in membership_changes(&user_id, &wanted) {
+        let role = change.request.role.as_str();
+        if change.join {
+            gw.team_member_add(&change.request, &actor).await?;
+            ctx.event(
+                member,
+                false,
+                "JoinedTeam",
+                format!("added to team '{}' as {role}", m.name),
+            )
+            .await;
+        } else {
+            gw.team_member_update(&change.request, &actor).await?;
+            ctx.event(
+                member,
+                false,
+                "TeamRoleChanged",
+                format!("role in team '{}' is now {role}", m.name),
+            )
+            .await;
         }
     }
     // The teams status lists were joined from here; status is writable by tenants, so a listed team is left only
@@ -364,8 +345,54 @@ fn proofs(member: &RouteroMember) -> &[String] {
         .unwrap_or_default()
 }
 
+/// A membership to write: `join` (`/team/member_add`), else a role change (`/team/member_update`).
+pub struct MembershipChange {
+    pub join: bool,
+    pub request: TeamMember,
+}
+
+/// The team role as the gateway spells it.
+pub fn team_role(role: TeamRole) -> &'static str {
+    match role {
+        TeamRole::User => "user",
+        TeamRole::Admin => "admin",
+    }
+}
+
+/// The membership writes that bring the gateway teams to `wanted`: a join where the user is not listed, a role
+/// change where the listed role differs. Only a listed member is updated: on a non-member `/team/member_update`
+/// answers 404 on 1.108.7 but 200 with no change on 1.98.0, so its answer could not tell whether the role was set.
+/// One diff for the controller and `plan`.
+pub fn membership_changes<'w>(
+    user_id: &str,
+    wanted: &'w [Membership],
+) -> Vec<(&'w Membership, MembershipChange)> {
+    wanted
+        .iter()
+        .filter_map(|m| {
+            let role = team_role(m.role);
+            let listed = m
+                .team
+                .members_with_roles
+                .iter()
+                .find(|r| r.user_id.as_deref() == Some(user_id));
+            let join = match listed {
+                None => true,
+                Some(r) if r.role.as_deref() != Some(role) => false,
+                Some(_) => return None,
+            };
+            let request = TeamMember {
+                team_id: m.team_id.clone(),
+                user_id: user_id.to_owned(),
+                role: role.into(),
+            };
+            Some((m, MembershipChange { join, request }))
+        })
+        .collect()
+}
+
 /// Managed user fields that differ, as a `/user/update` body addressed by user_id.
-fn user_update(
+pub fn user_update(
     member: &RouteroMember,
     owner: &Owner,
     user: &UserRow,

@@ -149,11 +149,15 @@ fn marker<'m>(existing: Option<&'m Metadata>, key: &str) -> Option<&'m str> {
 
 /// The metadata to send when `existing` lacks or differs in any of `wanted`'s entries; `None` when nothing is
 /// missing. The gateway replaces metadata wholesale, so it is what is there plus what we manage.
+///
+/// The uid marker is written with any other change but is not drift on its own: no decision reads it (the owner
+/// marker names the resource, see `Owner::claim`), and an object `import` marked for a resource that did not exist
+/// yet carries the owner marker without a uid, which must adopt with zero writes.
 pub fn metadata_update(existing: Option<&Metadata>, wanted: Metadata) -> Option<Metadata> {
     let existing = existing.cloned().unwrap_or_default();
     wanted
         .iter()
-        .any(|(k, v)| existing.get(k) != Some(v))
+        .any(|(k, v)| k != UID_KEY && existing.get(k) != Some(v))
         .then(|| {
             let mut merged = existing;
             merged.extend(wanted);
@@ -195,8 +199,15 @@ mod tests {
         // A wiped marker is put back, and what others added is kept (the gateway replaces metadata wholesale).
         let mut wiped = held.clone();
         wiped.remove(OWNER_KEY);
-        assert_eq!(metadata_update(Some(&wiped), wanted.clone()), Some(held));
-        assert_eq!(metadata_update(None, wanted.clone()), Some(wanted));
+        assert_eq!(
+            metadata_update(Some(&wiped), wanted.clone()),
+            Some(held.clone())
+        );
+        assert_eq!(metadata_update(None, wanted.clone()), Some(wanted.clone()));
+        // Marked by `import` before the resource existed: the owner marker without a uid is not drift.
+        let mut imported = held.clone();
+        imported.remove(UID_KEY);
+        assert_eq!(metadata_update(Some(&imported), wanted.clone()), None);
 
         assert_eq!(budget_update(Some(500.0), Some(500.0 + 1e-12)), None);
         assert_eq!(budget_update(Some(500.0), Some(600.0)), Some(500.0));

@@ -97,6 +97,13 @@ pub struct RouteroKeySpec {
     /// `Delete` revokes the key on the gateway and removes the Secret; `Orphan` keeps both.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Take over an existing gateway key under this alias that no resource owns (allowed in the admin namespaces,
+    /// or where an admin marked it `routero.ai/adoptable-by: <namespace>`, as `import` does). A key's value cannot
+    /// be read back, so a new value is delivered into the Secret by a rotation: Regenerate in place where the
+    /// gateway offers it (id, spend and budget kept), else Recreate: a new key, while the old value keeps working
+    /// for `rotation.gracePeriod` before the old key is deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// The Secret the key is written into.

@@ -136,6 +136,9 @@ pub struct KeyRegenerate {
     pub new_key: SecretString,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
+    /// Replaces the key's metadata (sent when an adopted key takes our ownership markers in the same call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
 }
 
 /// A key as `/key/info` describes it (`info`), or a full row from `/key/list?return_full_object=true`.
