@@ -6,6 +6,7 @@ pub mod error;
 pub mod fair;
 pub mod gateway;
 pub mod health;
+pub mod import;
 pub mod leader;
 pub mod metrics;
 pub mod monitoring;

@@ -37,6 +37,52 @@ enum Command {
     /// Report spend and budgets per team (and per key) from RouteroTeam and RouteroKey status: needs only `view`
     /// RBAC on the namespaces reported, and no gateway key.
     Spend(SpendArgs),
+    /// Write manifests for a workspace built by hand on the gateway, and mark its objects adoptable by the
+    /// namespace (an admin action: it needs the gateway admin key).
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// Base URL of the gateway's admin API.
+    #[arg(long, env = "ROUTERO_GATEWAY_URL", value_parser = parse_url)]
+    gateway_url: String,
+    /// File holding the gateway admin key. Otherwise the ROUTERO_ADMIN_KEY variable.
+    #[arg(long, env = "ROUTERO_ADMIN_KEY_FILE")]
+    admin_key_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// The namespace the manifests are for; the gateway objects are marked adoptable by it.
+    #[arg(short = 'n', long)]
+    namespace: String,
+    /// A gateway team id to import with its members and keys (repeatable).
+    #[arg(long = "team", value_name = "ID", required_unless_present = "all")]
+    teams: Vec<String>,
+    /// A gateway user id to import besides the teams' members, e.g. an auditor in no team (repeatable).
+    #[arg(long = "user", value_name = "ID")]
+    users: Vec<String>,
+    /// Every team, every user (also those in no team) and every key.
+    #[arg(long, conflicts_with_all = ["teams", "users"])]
+    all: bool,
+    /// Write `<namespace>.yaml` into this directory instead of standard output.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// `adopt`: a RouteroKey that takes each key over and delivers a new value; `skip`: leave keys alone.
+    #[arg(long, value_enum, default_value = "adopt")]
+    keys: routero_operator::import::KeyImport,
+    /// How long an imported key's old value keeps working after its RouteroKey delivers a new one by Recreate.
+    #[arg(long, default_value = "24h", value_parser = parse_grace)]
+    grace_period: String,
+    /// Import users with admin roles (for an admin namespace of the operator, the only place they are honoured).
+    #[arg(long)]
+    admin_roles: bool,
+    /// Print the manifests without marking anything on the gateway.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -132,6 +178,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| "must be positive".to_owned())
+}
+
+fn parse_grace(s: &str) -> Result<String, String> {
+    routero_operator::controller::duration::parse(s)
+        .map(|_| s.to_owned())
+        .ok_or_else(|| "a duration like 24h, 30m or 7d".to_owned())
 }
 
 fn parse_lease_duration(s: &str) -> Result<Duration, String> {
@@ -237,6 +289,68 @@ async fn spend(args: SpendArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn gateway(args: GatewayArgs) -> Result<routero_operator::gateway::Gateway, String> {
+    let key = admin_key(args.admin_key_file)?;
+    routero_operator::gateway::Gateway::new(GatewayConfig::new(args.gateway_url, key))
+        .map_err(|e| e.to_string())
+}
+
+async fn import(args: ImportArgs) -> Result<(), String> {
+    use routero_operator::import::{self, Options};
+    let gw = gateway(args.gateway)?;
+    let opts = Options {
+        namespace: args.namespace,
+        teams: args.teams,
+        users: args.users,
+        all: args.all,
+        keys: args.keys,
+        grace_period: args.grace_period,
+        admin_roles: args.admin_roles,
+    };
+    let observed = import::observe(&gw, &opts)
+        .await
+        .map_err(|e| format!("reading the gateway: {e}"))?;
+    let imported = import::convert(&observed, &opts);
+    let yaml = imported.yaml().map_err(|e| e.to_string())?;
+    for s in &imported.skipped {
+        eprintln!("not imported: {}: {}", s.what, s.why);
+    }
+    for n in &imported.notes {
+        eprintln!("note: {n}");
+    }
+    match &args.output {
+        Some(dir) => {
+            let path = dir.join(format!("{}.yaml", opts.namespace));
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, &yaml))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{yaml}"),
+    }
+    eprintln!(
+        "{} team(s), {} member(s), {} key(s) for namespace '{}'",
+        imported.teams.len(),
+        imported.members.len(),
+        imported.keys.len(),
+        opts.namespace
+    );
+    if args.dry_run {
+        eprintln!("--dry-run: nothing was marked on the gateway");
+        return Ok(());
+    }
+    let actor = format!("routero-operator/import/{}", opts.namespace);
+    let written = import::mark(&gw, &imported, &observed, &actor)
+        .await
+        .map_err(|e| format!("marking the gateway objects: {e}"))?;
+    eprintln!(
+        "marked {written} gateway object(s) adoptable by namespace '{}' ({} already were)",
+        opts.namespace,
+        imported.marks.len() - written
+    );
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
     let key = admin_key(args.admin_key_file)?;
     init_logging(args.log_format);
@@ -327,6 +441,7 @@ async fn cli_main() -> ExitCode {
             .map(|y| print!("{y}"))
             .map_err(|e| e.to_string()),
         Command::Spend(args) => spend(args).await,
+        Command::Import(args) => import(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

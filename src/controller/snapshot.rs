@@ -180,6 +180,7 @@ impl Listed {
             expires: self.expires.clone(),
             blocked: self.blocked,
             status: None,
+            created_at: None,
         }
     }
 }

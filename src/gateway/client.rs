@@ -588,6 +588,13 @@ impl Gateway {
         )
     }
 
+    /// One page (from 1) of every gateway user, 100 to a page.
+    pub async fn users_page(&self, page: u32) -> Result<UserList, GatewayError> {
+        let page = page.to_string();
+        self.get::<UserList>("/user/list", &[("page", &page), ("page_size", "100")])
+            .await
+    }
+
     /// Creates a user; a key the gateway made anyway is returned so the caller can delete it.
     pub async fn user_new(
         &self,

@@ -165,6 +165,9 @@ pub struct KeyRow {
     pub budget_duration: Option<String>,
     #[serde(default)]
     pub expires: Option<String>,
+    /// When the row was made: with `expires`, the `duration` a hand-made key was generated with (`import`).
+    #[serde(default)]
+    pub created_at: Option<String>,
     #[serde(default)]
     pub blocked: Option<bool>,
     /// `active`, `expired`, `revoked` or `deleted` on 1.108.7, where `/key/info` also answers 200 for deleted keys,
@@ -236,6 +239,15 @@ pub struct KeyInfo {
 pub struct KeyList {
     #[serde(default)]
     pub keys: Vec<KeyRow>,
+    #[serde(default)]
+    pub total_pages: Option<u32>,
+}
+
+/// A page of `/user/list` (`{users, total, page, page_size, total_pages}` on 1.98.0 and 1.108.7).
+#[derive(Clone, Debug, Deserialize)]
+pub struct UserList {
+    #[serde(default)]
+    pub users: Vec<UserRow>,
     #[serde(default)]
     pub total_pages: Option<u32>,
 }

@@ -10,6 +10,7 @@ mod crash;
 mod crds;
 mod deprovision;
 mod gateway_contract;
+mod import;
 mod key;
 mod leak;
 mod member;

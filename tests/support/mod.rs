@@ -6,5 +6,6 @@ pub mod gateway_reader;
 pub mod invariants;
 pub mod kube_recorder;
 pub mod prometheus;
+pub mod recording_proxy;
 pub mod testbed;
 pub mod tools;
