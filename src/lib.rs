@@ -11,6 +11,7 @@ pub mod leader;
 pub mod metrics;
 pub mod monitoring;
 pub mod operator;
+pub mod plan;
 pub mod spend;
 
 pub use error::{Error, Result};

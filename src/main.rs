@@ -40,6 +40,36 @@ enum Command {
     /// Write manifests for a workspace built by hand on the gateway, and mark its objects adoptable by the
     /// namespace (an admin action: it needs the gateway admin key).
     Import(ImportArgs),
+    /// Show what applying manifests would change on the gateway (reads only; needs no cluster). Exit 0: nothing
+    /// would change; 2: something would; 1: an error, or something the operator would refuse.
+    Plan(PlanArgs),
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Manifest files or directories (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// Namespace of the objects that name none.
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Also plan deleting gateway objects owned by these namespaces that no manifest names any more.
+    #[arg(long)]
+    prune: bool,
+    /// The operator's admin namespaces (where adoption and admin roles are honoured).
+    #[arg(long, env = "ROUTERO_ADMIN_NAMESPACES", value_delimiter = ',')]
+    admin_namespaces: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: PlanFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -351,6 +381,29 @@ async fn import(args: ImportArgs) -> Result<(), String> {
     Ok(())
 }
 
+async fn plan(args: PlanArgs) -> Result<ExitCode, String> {
+    use routero_operator::plan::{self, Settings, manifests};
+    let found = manifests::load(&args.files, args.namespace.as_deref())
+        .map_err(|e| format!("refused:\n{e}"))?;
+    let gw = gateway(args.gateway)?;
+    let settings = Settings {
+        admin_namespaces: args.admin_namespaces,
+        prune: args.prune,
+    };
+    let observed = plan::observe(&gw, &found, &settings)
+        .await
+        .map_err(|e| format!("reading the gateway: {e}"))?;
+    let planned = plan::compute(&found, &observed, &settings);
+    match args.output {
+        PlanFormat::Text => print!("{}", plan::render::text(&planned)),
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&planned).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(ExitCode::from(planned.exit_code()))
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
     let key = admin_key(args.admin_key_file)?;
     init_logging(args.log_format);
@@ -442,6 +495,10 @@ async fn cli_main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::Spend(args) => spend(args).await,
         Command::Import(args) => import(args).await,
+        Command::Plan(args) => match plan(args).await {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
