@@ -399,7 +399,7 @@ impl Gateway {
 
     /// Adds a member; "already in team" (400, seen on 1.98.0 and 1.108.7) counts as done.
     pub async fn team_member_add(&self, m: &TeamMember, actor: &str) -> Result<(), GatewayError> {
-        let body = serde_json::json!({ "team_id": m.team_id, "member": { "role": m.role, "user_id": m.user_id } });
+        let body = m.add_body();
         match self
             .post::<_, Value>("/team/member_add", &body, Repeat::Safe, actor)
             .await

@@ -323,3 +323,10 @@ pub struct TeamMember {
     pub user_id: String,
     pub role: String,
 }
+
+impl TeamMember {
+    /// The `/team/member_add` body, which nests the member (`/team/member_update` takes the flat form).
+    pub fn add_body(&self) -> Value {
+        serde_json::json!({ "team_id": self.team_id, "member": { "role": self.role, "user_id": self.user_id } })
+    }
+}

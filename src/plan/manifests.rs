@@ -247,7 +247,7 @@ pub fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
         }
         if let Some(false) = cel(text, v) {
             let message = rule["message"].as_str().unwrap_or(text);
-            errors.push(format!("{path}: Invalid value: \"{actual}\": {message}"));
+            errors.push(format!("{path}: Invalid value: {message}"));
         }
     }
 }
@@ -341,7 +341,9 @@ mod tests {
             "apiVersion: routero.ai/v1alpha1\nkind: RouteroKey\nmetadata: {name: k}\nspec:\n  teamRef: {name: t}\n  secret: {baseUrlField: apiKey, labels: {routero.ai/x: y}}\n",
         );
         assert_eq!(r.len(), 2, "{r:?}");
-        assert!(r[0].contains("spec.secret.labels: Invalid value: \"object\": spec.secret.labels: keys under routero.ai/"));
+        assert!(r[0].contains(
+            "spec.secret.labels: Invalid value: spec.secret.labels: keys under routero.ai/"
+        ));
         assert!(r[1].contains("baseUrlField must differ from keyField"));
         let r = refusals(
             "apiVersion: routero.ai/v1alpha1\nkind: RouteroMember\nmetadata: {name: m}\nspec: {role: root}\n",

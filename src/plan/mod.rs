@@ -521,12 +521,14 @@ fn member(u: &RouteroMember, m: &Manifests, o: &Observed, settings: &Settings) -
             json!(held),
             json!(team_role(mship.role)),
         );
-        let endpoint = if write.join {
-            "/team/member_add"
+        if write.join {
+            c.write("/team/member_add", Some(write.request.add_body()));
         } else {
-            "/team/member_update"
-        };
-        c.write(endpoint, serde_json::to_value(&write.request).ok());
+            c.write(
+                "/team/member_update",
+                serde_json::to_value(&write.request).ok(),
+            );
+        }
     }
     // Departures: a team of this namespace that lists the person, which their spec no longer names.
     for t in &m.teams {

@@ -17,6 +17,7 @@ mod member;
 mod monitoring;
 mod operations;
 mod outage;
+mod plan;
 pub(crate) mod rbac;
 mod spend;
 mod steady;

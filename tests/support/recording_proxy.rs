@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 struct Shared {
     upstream: String,
     http: reqwest::Client,
-    log: Mutex<Vec<String>>,
+    log: Mutex<Vec<(String, serde_json::Value)>>,
 }
 
 pub struct RecordingProxy {
@@ -44,6 +44,14 @@ impl RecordingProxy {
 
     /// The routes requested so far, oldest first (`GET /key/info`).
     pub fn calls(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .map(|(route, _)| route)
+            .collect()
+    }
+
+    /// The routes with their JSON bodies (null for none), oldest first.
+    pub fn requests(&self) -> Vec<(String, serde_json::Value)> {
         self.shared.log.lock().expect("proxy log").clone()
     }
 
@@ -73,11 +81,12 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     shared
         .log
         .lock()
         .expect("proxy log")
-        .push(format!("{method} {}", uri.path()));
+        .push((format!("{method} {}", uri.path()), json));
     let target = format!(
         "{}{}",
         shared.upstream,
