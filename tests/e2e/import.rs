@@ -344,3 +344,80 @@ async fn keys_import_with_their_people_and_the_rest_is_listed() {
     };
     assert_eq!(names(&again), names(&imported));
 }
+
+/// Where the gateway regenerates keys, an adopted key is taken over in place: same alias and row, its budget and
+/// the metadata others set kept, our markers added in the same call, the hand-made value dead at once. A key not
+/// marked adoptable by the namespace is refused, and left working.
+#[tokio::test]
+async fn a_key_is_taken_over_in_place_where_the_gateway_regenerates() {
+    use crate::key::Bed;
+    use crate::support::fake_gateway::FakeGateway;
+    use crate::support::testbed::{assert_events, wait_reason_of};
+
+    let fake = FakeGateway::start().await;
+    fake.set_regenerate_enabled(true);
+    let bed = Bed::new(GatewayTarget::fake(&fake), "adopt-regen", json!({})).await;
+    let s = testbed::suffix();
+    let mut made = Vec::new();
+    for (alias, marked) in [
+        (format!("hand-{s}"), true),
+        (format!("unmarked-{s}"), false),
+    ] {
+        let mut metadata = json!({"cost-center": "7"});
+        if marked {
+            metadata["routero.ai/adoptable-by"] = json!(bed.ns);
+        }
+        let (status, reply) = bed
+            .gw
+            .post(
+                "/key/generate",
+                json!({"team_id": bed.team_id, "key_alias": alias, "max_budget": 25, "metadata": metadata}),
+            )
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        made.push(reply["key"].as_str().expect("raw key").to_owned());
+    }
+    for (name, alias) in [
+        ("hand", format!("hand-{s}")),
+        ("unmarked", format!("unmarked-{s}")),
+    ] {
+        bed.create_key(
+            name,
+            json!({"teamRef": {"name": "team"}, "alias": alias, "maxBudget": 25, "adopt": true,
+                   "rotation": {"strategy": "Regenerate"}}),
+        )
+        .await;
+    }
+    bed.ready_key("hand").await;
+    let value = bed.secret_value("hand", "apiKey").await.expect("delivered");
+    let row = bed
+        .gw
+        .key(&sha256_hex(&value))
+        .await
+        .expect("regenerated row");
+    assert_eq!(row["key_alias"], json!(format!("hand-{s}")));
+    assert_eq!(row["max_budget"], json!(25.0));
+    assert_eq!(row["metadata"]["cost-center"], "7");
+    assert_eq!(
+        row["metadata"]["routero.ai/owner"],
+        json!(format!("RouteroKey/{}/hand", bed.ns))
+    );
+    assert!(
+        bed.gw.key(&sha256_hex(&made[0])).await.is_none(),
+        "regenerated in place"
+    );
+    assert_eq!(bed.gw.keys_with_alias(&format!("hand-{s}")).await.len(), 1);
+    assert_events(&bed.client, &bed.ns, &["Adopted"]).await;
+
+    let refused = wait_reason_of(&bed.keys, "unmarked", "Forbidden").await;
+    let message = refused
+        .status
+        .and_then(|st| st.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("routero.ai/adoptable-by"), "{message}");
+    assert!(
+        bed.gw.key(&sha256_hex(&made[1])).await.is_some(),
+        "left working"
+    );
+}
