@@ -627,42 +627,57 @@ pub async fn mark(
 ) -> Result<usize, GatewayError> {
     let mut written = 0;
     for m in &import.marks {
+        let (held, wanted) = match m {
+            Mark::Team { team_id, metadata } => (
+                observed
+                    .teams
+                    .iter()
+                    .find(|t| &t.team_id == team_id)
+                    .and_then(|t| t.metadata.as_ref()),
+                metadata,
+            ),
+            Mark::User { user_id, metadata } => (
+                observed
+                    .users
+                    .iter()
+                    .find(|u| &u.user_id == user_id)
+                    .and_then(|u| u.metadata.as_ref()),
+                metadata,
+            ),
+            Mark::Key { hash, metadata } => (
+                observed
+                    .keys
+                    .iter()
+                    .find(|k| k.token.as_ref() == Some(hash))
+                    .and_then(|k| k.metadata.as_ref()),
+                metadata,
+            ),
+        };
+        if held == Some(wanted) {
+            continue;
+        }
+        let metadata = Some(wanted.clone());
         match m {
-            Mark::Team { team_id, metadata } => {
-                let held = observed.teams.iter().find(|t| &t.team_id == team_id);
-                if held.and_then(|t| t.metadata.as_ref()) == Some(metadata) {
-                    continue;
-                }
+            Mark::Team { team_id, .. } => {
                 let req = TeamWrite {
                     team_id: team_id.clone(),
-                    metadata: Some(metadata.clone()),
+                    metadata,
                     ..TeamWrite::default()
                 };
                 gw.team_update(&req, actor).await?;
             }
-            Mark::User { user_id, metadata } => {
-                let held = observed.users.iter().find(|u| &u.user_id == user_id);
-                if held.and_then(|u| u.metadata.as_ref()) == Some(metadata) {
-                    continue;
-                }
+            Mark::User { user_id, .. } => {
                 let req = UserUpdate {
                     user_id: user_id.clone(),
-                    metadata: Some(metadata.clone()),
+                    metadata,
                     ..UserUpdate::default()
                 };
                 gw.user_update(&req, actor).await?;
             }
-            Mark::Key { hash, metadata } => {
-                let held = observed
-                    .keys
-                    .iter()
-                    .find(|k| k.token.as_ref() == Some(hash));
-                if held.and_then(|k| k.metadata.as_ref()) == Some(metadata) {
-                    continue;
-                }
+            Mark::Key { hash, .. } => {
                 let req = KeyUpdate {
                     key: hash.clone(),
-                    metadata: Some(metadata.clone()),
+                    metadata,
                     ..KeyUpdate::default()
                 };
                 gw.key_update(&req, actor).await?;

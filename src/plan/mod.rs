@@ -249,6 +249,31 @@ impl Change {
         });
     }
 
+    /// An update (an adoption when `adopting`) of the `changed` fields: `values` gives a field's old and new value;
+    /// the metadata field shows the markers that differ.
+    fn updated(
+        &mut self,
+        adopting: bool,
+        changed: &[&str],
+        held: Option<&Metadata>,
+        sent: Option<&Metadata>,
+        values: impl Fn(&str) -> (Value, Value),
+    ) {
+        self.action = if adopting {
+            Action::Adopt
+        } else {
+            Action::Update
+        };
+        for f in changed {
+            if *f == "metadata" {
+                metadata_field(self, held, sent);
+            } else {
+                let (old, new) = values(f);
+                self.field(f, old, new);
+            }
+        }
+    }
+
     fn write(&mut self, endpoint: &str, body: Option<Value>) {
         self.writes.push(Write {
             endpoint: endpoint.into(),
@@ -270,6 +295,20 @@ fn name_of<K: kube::Resource>(obj: &K) -> (String, String) {
         obj.meta().namespace.clone().unwrap_or_default(),
         obj.meta().name.clone().unwrap_or_default(),
     )
+}
+
+/// The controller's claim on an existing object: `Ok(adopting)` where it may manage it, else the refusal.
+fn claim(
+    owner: &Owner,
+    held: Option<&Metadata>,
+    standing: Standing,
+    what: &str,
+) -> Result<bool, (&'static str, String)> {
+    match owner.claim(held, standing, &format!("gateway {what}")) {
+        Claim::Conflict(m) => Err(("Conflict", m)),
+        Claim::Forbidden(m) => Err(("Forbidden", m)),
+        claim => Ok(claim == Claim::Adopt),
+    }
 }
 
 fn standing(adopt: bool, ns: &str, settings: &Settings) -> Standing {
@@ -322,38 +361,32 @@ fn team(t: &RouteroTeam, o: &Observed, settings: &Settings) -> Change {
         c.write("/team/new", None);
         return c;
     };
-    let adopting = match owner.claim(
+    let adopting = match claim(
+        &owner,
         row.metadata.as_ref(),
         standing(t.spec.adopt, &ns, settings),
-        &format!("gateway team '{id}'"),
+        &c.gateway,
     ) {
-        Claim::Conflict(m) => return c.refuse("Conflict", m),
-        Claim::Forbidden(m) => return c.refuse("Forbidden", m),
-        claim => claim == Claim::Adopt,
+        Ok(adopting) => adopting,
+        Err((reason, m)) => return c.refuse(reason, m),
     };
     let Some((req, changed)) = update_request(&t.spec, &id, &owner, row) else {
         return c;
     };
-    c.action = if adopting {
-        Action::Adopt
-    } else {
-        Action::Update
-    };
-    for f in changed {
-        let (old, new) = match f {
+    c.updated(
+        adopting,
+        &changed,
+        row.metadata.as_ref(),
+        req.metadata.as_ref(),
+        |f| match f {
             "alias" => (json!(row.team_alias), json!(req.team_alias)),
             "models" => (json!(row.models), json!(req.models)),
             "maxBudget" => (json!(row.max_budget), json!(req.max_budget)),
             "budgetDuration" => (json!(row.budget_duration), json!(req.budget_duration)),
             "tpmLimit" => (json!(row.tpm_limit), json!(req.tpm_limit)),
-            "rpmLimit" => (json!(row.rpm_limit), json!(req.rpm_limit)),
-            _ => {
-                metadata_field(&mut c, row.metadata.as_ref(), req.metadata.as_ref());
-                continue;
-            }
-        };
-        c.field(f, old, new);
-    }
+            _ => (json!(row.rpm_limit), json!(req.rpm_limit)),
+        },
+    );
     if c.fields.iter().any(|f| f.field == "budgetDuration") {
         c.effects
             .push("a new budgetDuration restarts the team's budget window".into());
@@ -478,33 +511,23 @@ fn member(u: &RouteroMember, m: &Manifests, o: &Observed, settings: &Settings) -
                     ),
                 );
             }
-            let adopting = match owner.claim(
-                user.metadata.as_ref(),
-                standing(u.spec.adopt, &ns, settings),
-                &format!("gateway user '{user_id}'"),
-            ) {
-                Claim::Conflict(m) => return c.refuse("Conflict", m),
-                Claim::Forbidden(m) => return c.refuse("Forbidden", m),
-                claim => claim == Claim::Adopt,
+            let standing = standing(u.spec.adopt, &ns, settings);
+            let adopting = match claim(&owner, user.metadata.as_ref(), standing, &c.gateway) {
+                Ok(adopting) => adopting,
+                Err((reason, m)) => return c.refuse(reason, m),
             };
             if let Some((req, changed)) = user_update(u, &owner, user) {
-                c.action = if adopting {
-                    Action::Adopt
-                } else {
-                    Action::Update
-                };
-                for f in changed {
-                    let (old, new) = match f {
+                c.updated(
+                    adopting,
+                    &changed,
+                    user.metadata.as_ref(),
+                    req.metadata.as_ref(),
+                    |f| match f {
                         "role" => (json!(user.user_role), json!(req.user_role)),
                         "email" => (json!(user.user_email), json!(req.user_email)),
-                        "maxBudget" => (json!(user.max_budget), json!(req.max_budget)),
-                        _ => {
-                            metadata_field(&mut c, user.metadata.as_ref(), req.metadata.as_ref());
-                            continue;
-                        }
-                    };
-                    c.field(f, old, new);
-                }
+                        _ => (json!(user.max_budget), json!(req.max_budget)),
+                    },
+                );
                 c.write("/user/update", serde_json::to_value(&req).ok());
             }
         }
@@ -698,20 +721,18 @@ fn key(k: &RouteroKey, m: &Manifests, o: &Observed, settings: &Settings) -> Chan
     let Some((req, changed)) = key_update(&k.spec, &owner, &hash, row_alias, row) else {
         return c;
     };
-    c.action = Action::Update;
-    for f in changed {
-        let (old, new) = match f {
+    c.updated(
+        false,
+        &changed,
+        row.metadata.as_ref(),
+        req.metadata.as_ref(),
+        |f| match f {
             "alias" => (json!(row.key_alias), json!(req.key_alias)),
             "models" => (json!(row.models), json!(req.models)),
             "maxBudget" => (json!(row.max_budget), json!(req.max_budget)),
-            "budgetDuration" => (json!(row.budget_duration), json!(req.budget_duration)),
-            _ => {
-                metadata_field(&mut c, row.metadata.as_ref(), req.metadata.as_ref());
-                continue;
-            }
-        };
-        c.field(f, old, new);
-    }
+            _ => (json!(row.budget_duration), json!(req.budget_duration)),
+        },
+    );
     c.write("/key/update", serde_json::to_value(&req).ok());
     c
 }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use routero_operator::crd::{RouteroKey, RouteroMember, RouteroTeam};
 use routero_operator::gateway::{AdminKey, Gateway, GatewayConfig};
@@ -160,10 +159,7 @@ async fn the_seed_workspace_round_trips(target: GatewayTarget) {
     assert_eq!(ds.spec.alias.as_deref(), Some(seed.alias.as_str()));
 
     let proxy = RecordingProxy::start(&target.url).await;
-    let through = GatewayTarget {
-        url: proxy.url.clone(),
-        admin_key: target.admin_key.clone(),
-    };
+    let through = proxy.target(&target);
     let resync = Duration::from_secs(3);
     let _op = Operator::start(
         &client,
@@ -199,15 +195,7 @@ async fn the_seed_workspace_round_trips(target: GatewayTarget) {
         Vec::<String>::new(),
         "adopting the import's output writes nothing but the key's new value"
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let reasons: Vec<String> = events
-        .list(&Default::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = testbed::event_reasons(&client, &ns).await;
     assert!(
         !reasons.iter().any(|r| r == "Updated" || r == "Created"),
         "no field reported changed: {reasons:?}"
@@ -329,10 +317,7 @@ async fn keys_import_with_their_people_and_the_rest_is_listed() {
 
     // A second import finds everything marked already, keeps the names, and writes nothing.
     let proxy = RecordingProxy::start(&target.url).await;
-    let through = GatewayTarget {
-        url: proxy.url.clone(),
-        admin_key: target.admin_key.clone(),
-    };
+    let through = proxy.target(&target);
     let again = run_import(&through, &opts).await;
     assert_eq!(proxy.writes(), Vec::<String>::new());
     let names = |i: &Import| -> Vec<Option<String>> {

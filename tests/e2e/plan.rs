@@ -106,10 +106,7 @@ async fn plan_reports_exactly_the_writes_the_controller_makes() {
     let fake = FakeGateway::start().await;
     let direct = GatewayTarget::fake(&fake);
     let proxy = RecordingProxy::start(&direct.url).await;
-    let through = GatewayTarget {
-        url: proxy.url.clone(),
-        admin_key: direct.admin_key.clone(),
-    };
+    let through = proxy.target(&direct);
     let client = testbed::client().await;
     let ns = testbed::namespace(&client, "plan-eq").await;
     let s = testbed::suffix();

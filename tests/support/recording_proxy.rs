@@ -42,6 +42,17 @@ impl RecordingProxy {
         }
     }
 
+    /// The gateway as the operator under test reaches it: through this proxy, with the upstream's admin key.
+    pub fn target(
+        &self,
+        upstream: &super::testbed::GatewayTarget,
+    ) -> super::testbed::GatewayTarget {
+        super::testbed::GatewayTarget {
+            url: self.url.clone(),
+            admin_key: upstream.admin_key.clone(),
+        }
+    }
+
     /// The routes requested so far, oldest first (`GET /key/info`).
     pub fn calls(&self) -> Vec<String> {
         self.requests()

@@ -374,17 +374,22 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     )
 }
 
-/// Asserts that the operator recorded an Event (events.k8s.io, as it writes them) with each of `reasons` in `ns`.
-pub async fn assert_events(client: &Client, ns: &str, reasons: &[&str]) {
+/// The reasons of the Events (events.k8s.io, as the operator writes them) in `ns`.
+pub async fn event_reasons(client: &Client, ns: &str) -> Vec<String> {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
-    let seen: Vec<String> = events
+    events
         .list(&Default::default())
         .await
         .expect("list events")
         .items
         .into_iter()
         .filter_map(|e| e.reason)
-        .collect();
+        .collect()
+}
+
+/// Asserts that the operator recorded an Event with each of `reasons` in `ns`.
+pub async fn assert_events(client: &Client, ns: &str, reasons: &[&str]) {
+    let seen = event_reasons(client, ns).await;
     for r in reasons {
         assert!(seen.iter().any(|x| x == r), "an Event says {r}: {seen:?}");
     }
