@@ -201,7 +201,42 @@ async fn examples_apply_cleanly() {
         .filter_map(|b| b.split("```").next())
         .collect();
     for block in &blocks {
+        if !block.contains("apiVersion:") {
+            ci_step_runs_real_flags(block);
+            continue;
+        }
         let (ok, _, stderr) = kubectl(&["apply", "-n", &ns, "-f", "-"], Some(block));
         assert!(ok, "README block does not apply:\n{block}\n{stderr}");
+    }
+}
+
+/// A README YAML block that is no Kubernetes object is a CI step (the pull-request check): it must be valid YAML,
+/// and every `routero-operator` command in it must use flags the command has.
+fn ci_step_runs_real_flags(block: &str) {
+    let steps: serde_json::Value = serde_yaml::from_str(block).expect("README CI step is YAML");
+    let run = steps[0]["run"].as_str().expect("a step with run:");
+    let commands: Vec<&str> = run
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("routero-operator "))
+        .collect();
+    assert!(
+        !commands.is_empty(),
+        "the step runs routero-operator:\n{block}"
+    );
+    for line in commands {
+        let words: Vec<&str> = line.split_whitespace().take_while(|w| *w != ">").collect();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_routero-operator"))
+            .args([words[1], "--help"])
+            .output()
+            .expect("routero-operator --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        for flag in words.iter().filter(|w| w.starts_with('-')) {
+            assert!(
+                help.contains(flag),
+                "README's `{line}`: {flag} is not a flag of {}",
+                words[1]
+            );
+        }
     }
 }
