@@ -119,6 +119,65 @@ fn forbidden_writes(proxy: &RecordingProxy) -> Vec<String> {
         .collect()
 }
 
+/// Applies the import's output with `kubectl apply` under an operator that reaches the gateway through a recording
+/// proxy, waits for every resource to be `Ready`, lets two resyncs pass, and asserts the adoption wrote nothing but
+/// the keys' new values and reported no field changed. Returns the RouteroKeys' names.
+async fn adopt(
+    target: &GatewayTarget,
+    ns: &str,
+    imported: &Import,
+) -> (Vec<String>, RecordingProxy, Operator) {
+    let client = testbed::client().await;
+    let proxy = RecordingProxy::start(&target.url).await;
+    let through = proxy.target(target);
+    let resync = Duration::from_secs(3);
+    let op = Operator::start(
+        &client,
+        &through,
+        ns,
+        OperatorOptions {
+            resync,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&imported.yaml().expect("yaml")),
+    );
+    assert!(ok, "kubectl apply: {err}");
+    let teams: Api<RouteroTeam> = Api::namespaced(client.clone(), ns);
+    let members: Api<RouteroMember> = Api::namespaced(client.clone(), ns);
+    let keys: Api<RouteroKey> = Api::namespaced(client.clone(), ns);
+    let name = |m: &kube::api::ObjectMeta| m.name.clone().unwrap_or_default();
+    for t in &imported.teams {
+        wait_ready_of(&teams, &name(&t.metadata)).await;
+    }
+    for m in &imported.members {
+        wait_ready_of(&members, &name(&m.metadata)).await;
+    }
+    let key_names: Vec<String> = imported.keys.iter().map(|k| name(&k.metadata)).collect();
+    for k in &key_names {
+        wait_ready_of(&keys, k).await;
+    }
+    // Two resyncs more.
+    tokio::time::sleep(resync * 2 + Duration::from_secs(1)).await;
+    assert_eq!(
+        forbidden_writes(&proxy),
+        Vec::<String>::new(),
+        "adopting the import's output writes nothing but the keys' new values"
+    );
+    let reasons = testbed::event_reasons(&client, ns).await;
+    assert!(
+        !reasons.iter().any(|r| r == "Updated" || r == "Created"),
+        "no field reported changed: {reasons:?}"
+    );
+    if !key_names.is_empty() {
+        assert!(reasons.iter().any(|r| r == "Adopted"), "{reasons:?}");
+    }
+    (key_names, proxy, op)
+}
+
 async fn the_seed_workspace_round_trips(target: GatewayTarget) {
     let gw = GatewayReader::new(&target);
     let s = testbed::suffix();
@@ -158,49 +217,8 @@ async fn the_seed_workspace_round_trips(target: GatewayTarget) {
     assert_eq!(ds.spec.duration.as_deref(), Some("90d"));
     assert_eq!(ds.spec.alias.as_deref(), Some(seed.alias.as_str()));
 
-    let proxy = RecordingProxy::start(&target.url).await;
-    let through = proxy.target(&target);
-    let resync = Duration::from_secs(3);
-    let _op = Operator::start(
-        &client,
-        &through,
-        &ns,
-        OperatorOptions {
-            resync,
-            ..Default::default()
-        },
-    )
-    .await;
-    let (ok, _, err) = kubectl(
-        &["apply", "-n", &ns, "-f", "-"],
-        Some(&imported.yaml().expect("yaml")),
-    );
-    assert!(ok, "kubectl apply: {err}");
-
-    let teams: Api<RouteroTeam> = Api::namespaced(client.clone(), &ns);
-    let members: Api<RouteroMember> = Api::namespaced(client.clone(), &ns);
-    let keys: Api<RouteroKey> = Api::namespaced(client.clone(), &ns);
-    for t in &imported.teams {
-        wait_ready_of(&teams, t.metadata.name.as_deref().unwrap_or_default()).await;
-    }
-    for m in &imported.members {
-        wait_ready_of(&members, m.metadata.name.as_deref().unwrap_or_default()).await;
-    }
-    let key_name = ds.metadata.name.clone().unwrap_or_default();
-    wait_ready_of(&keys, &key_name).await;
-    // Two resyncs more.
-    tokio::time::sleep(resync * 2 + Duration::from_secs(1)).await;
-    assert_eq!(
-        forbidden_writes(&proxy),
-        Vec::<String>::new(),
-        "adopting the import's output writes nothing but the key's new value"
-    );
-    let reasons = testbed::event_reasons(&client, &ns).await;
-    assert!(
-        !reasons.iter().any(|r| r == "Updated" || r == "Created"),
-        "no field reported changed: {reasons:?}"
-    );
-    assert!(reasons.iter().any(|r| r == "Adopted"), "{reasons:?}");
+    let (key_names, _proxy, _op) = adopt(&target, &ns, &imported).await;
+    let key_name = key_names[0].clone();
 
     // The budgets, allowlists, roles and membership are as they were made.
     let finance = gw.team(&seed.teams[2]).await.expect("finance");
@@ -314,6 +332,17 @@ async fn keys_import_with_their_people_and_the_rest_is_listed() {
     );
     let ds = gw.key(&sha256_hex(&seed.ds_prod)).await.expect("ds-prod");
     assert_eq!(ds["metadata"]["routero.ai/adoptable-by"], json!(ns));
+
+    // Applied: the lead's per-person key is taken over for that person, with zero writes to teams and people.
+    let (_, _proxy, op) = adopt(&target, &ns, &imported).await;
+    let keys: Api<RouteroKey> = Api::namespaced(client.clone(), &ns);
+    let taken = keys
+        .get(notebook.metadata.name.as_deref().unwrap_or_default())
+        .await
+        .expect("notebook key");
+    let status = taken.status.expect("status");
+    assert_eq!(status.user_id.as_deref(), Some(seed.lead.as_str()));
+    op.stop().await;
 
     // A second import finds everything marked already, keeps the names, and writes nothing.
     let proxy = RecordingProxy::start(&target.url).await;
