@@ -22,8 +22,6 @@ use crate::crd::{
 use crate::gateway::types::{KeyRow, KeyUpdate, Metadata, TeamRow, TeamWrite, UserRow, UserUpdate};
 use crate::gateway::{Gateway, GatewayError};
 
-/// Pages walked at most per listing: a gateway reporting ever more pages cannot keep an import going for ever.
-const MAX_PAGES: u32 = 10_000;
 /// The identity the gateway's master key acts as: it joins every team its key creates, and is never imported.
 const DEFAULT_USER_ID: &str = "default_user_id";
 
@@ -95,14 +93,7 @@ pub struct Import {
 /// Reads what the import needs: the chosen teams (or all), the users (their members, or all), and the keys.
 pub async fn observe(gw: &Gateway, opts: &Options) -> Result<Observed, GatewayError> {
     let teams = if opts.all {
-        let mut teams = Vec::new();
-        walk(
-            |p| gw.teams_page(p),
-            |l| (l.teams, l.total_pages),
-            &mut teams,
-        )
-        .await?;
-        teams
+        gw.every_team().await?
     } else {
         let mut teams = Vec::new();
         for id in &opts.teams {
@@ -120,14 +111,7 @@ pub async fn observe(gw: &Gateway, opts: &Options) -> Result<Observed, GatewayEr
         teams
     };
     let users = if opts.all {
-        let mut users = Vec::new();
-        walk(
-            |p| gw.users_page(p),
-            |l| (l.users, l.total_pages),
-            &mut users,
-        )
-        .await?;
-        users
+        gw.every_user().await?
     } else {
         let mut ids: BTreeSet<&str> = teams
             .iter()
@@ -142,8 +126,7 @@ pub async fn observe(gw: &Gateway, opts: &Options) -> Result<Observed, GatewayEr
         }
         users
     };
-    let mut keys = Vec::new();
-    walk(|p| gw.keys_page(p), |l| (l.keys, l.total_pages), &mut keys).await?;
+    let keys = gw.every_key().await?;
     let mut admin_identities = BTreeSet::from([DEFAULT_USER_ID.to_owned()]);
     admin_identities.extend(gw.admin_user().await?);
     Ok(Observed {
@@ -152,27 +135,6 @@ pub async fn observe(gw: &Gateway, opts: &Options) -> Result<Observed, GatewayEr
         keys,
         admin_identities,
     })
-}
-
-/// Every page of a listing, from 1.
-async fn walk<L, T, F>(
-    page: impl Fn(u32) -> F,
-    split: impl Fn(L) -> (Vec<T>, Option<u32>),
-    out: &mut Vec<T>,
-) -> Result<(), GatewayError>
-where
-    F: Future<Output = Result<L, GatewayError>>,
-{
-    let mut n = 1;
-    loop {
-        let (rows, pages) = split(page(n).await?);
-        let empty = rows.is_empty();
-        out.extend(rows);
-        if empty || n >= pages.unwrap_or(1).min(MAX_PAGES) {
-            return Ok(());
-        }
-        n += 1;
-    }
 }
 
 /// The manifests for `observed`, for `opts.namespace`.

@@ -588,6 +588,21 @@ impl Gateway {
         )
     }
 
+    /// Every team, over all pages of `/v2/team/list`.
+    pub async fn every_team(&self) -> Result<Vec<TeamRow>, GatewayError> {
+        every(|p| self.teams_page(p), |l| (l.teams, l.total_pages)).await
+    }
+
+    /// Every user, over all pages of `/user/list`.
+    pub async fn every_user(&self) -> Result<Vec<UserRow>, GatewayError> {
+        every(|p| self.users_page(p), |l| (l.users, l.total_pages)).await
+    }
+
+    /// Every live key, over all pages of `/key/list`.
+    pub async fn every_key(&self) -> Result<Vec<KeyRow>, GatewayError> {
+        every(|p| self.keys_page(p), |l| (l.keys, l.total_pages)).await
+    }
+
     /// One page (from 1) of every gateway user, 100 to a page.
     pub async fn users_page(&self, page: u32) -> Result<UserList, GatewayError> {
         let page = page.to_string();
@@ -651,6 +666,28 @@ impl KeyHolder {
 
 /// 100 keys a page: 100,000 keys for one user or team.
 const MAX_KEY_PAGES: u32 = 1000;
+
+/// Every row of a paged listing, from page 1 until an empty page or the last one it reports. Bounded: a gateway
+/// reporting ever more pages cannot keep a walk going for ever.
+async fn every<L, T, F>(
+    page: impl Fn(u32) -> F,
+    split: impl Fn(L) -> (Vec<T>, Option<u32>),
+) -> Result<Vec<T>, GatewayError>
+where
+    F: Future<Output = Result<L, GatewayError>>,
+{
+    let mut out = Vec::new();
+    let mut n = 1;
+    loop {
+        let (rows, pages) = split(page(n).await?);
+        let empty = rows.is_empty();
+        out.extend(rows);
+        if empty || n >= pages.unwrap_or(1).min(10 * MAX_KEY_PAGES) {
+            return Ok(out);
+        }
+        n += 1;
+    }
+}
 
 fn not_found_as_none<T>(r: Result<T, GatewayError>) -> Result<Option<T>, GatewayError> {
     match r {

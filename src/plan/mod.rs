@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::controller::key::key_update;
+use crate::controller::key::{alias_taken, key_update};
 use crate::controller::member::{Membership, membership_changes, team_role, user_update};
 use crate::controller::ownership::{Claim, OWNER_KEY, Owner, Standing, UID_KEY, owner_id};
 use crate::controller::team::{create_request, update_request};
@@ -156,36 +156,9 @@ pub async fn observe(
     o.admin_identities.insert(DEFAULT_USER_ID.into());
     o.admin_identities.extend(gw.admin_user().await?);
     if settings.prune {
-        let mut page = 1;
-        loop {
-            let l = gw.teams_page(page).await?;
-            let done = l.teams.is_empty() || page >= l.total_pages.unwrap_or(1).min(10_000);
-            o.all_teams.extend(l.teams);
-            if done {
-                break;
-            }
-            page += 1;
-        }
-        page = 1;
-        loop {
-            let l = gw.users_page(page).await?;
-            let done = l.users.is_empty() || page >= l.total_pages.unwrap_or(1).min(10_000);
-            o.all_users.extend(l.users);
-            if done {
-                break;
-            }
-            page += 1;
-        }
-        page = 1;
-        loop {
-            let l = gw.keys_page(page).await?;
-            let done = l.keys.is_empty() || page >= l.total_pages.unwrap_or(1).min(10_000);
-            o.all_keys.extend(l.keys);
-            if done {
-                break;
-            }
-            page += 1;
-        }
+        o.all_teams = gw.every_team().await?;
+        o.all_users = gw.every_user().await?;
+        o.all_keys = gw.every_key().await?;
     }
     Ok(o)
 }
@@ -700,18 +673,7 @@ fn key(k: &RouteroKey, m: &Manifests, o: &Observed, settings: &Settings) -> Chan
             }
             Claim::Forbidden(msg) => c.refuse("Forbidden", msg),
             Claim::Conflict(_) if !k.spec.adopt => {
-                let by = if crate::controller::ownership::owner_namespace(row.metadata.as_ref())
-                    .is_some()
-                {
-                    "a key managed elsewhere"
-                } else {
-                    "a key no resource manages (made outside the operator; spec.adopt: true takes it over where an \
-                     admin allowed it)"
-                };
-                c.refuse(
-                    "Conflict",
-                    format!("key alias '{alias}' is already used on the gateway by {by}"),
-                )
+                c.refuse("Conflict", alias_taken(&alias, row.metadata.as_ref()))
             }
             Claim::Conflict(msg) => c.refuse("Conflict", msg),
             // Not reached: `owns` said no, and plan proves nothing by status.

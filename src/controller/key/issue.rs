@@ -162,18 +162,7 @@ impl<'a> Keys<'a> {
                     )
                     .await;
             } else {
-                // Messages never name another tenant's resource: "elsewhere" is enough.
-                let by = if crate::controller::ownership::owner_namespace(row.metadata.as_ref())
-                    .is_some()
-                {
-                    "a key managed elsewhere"
-                } else {
-                    "a key no resource manages (made outside the operator; spec.adopt: true takes it over where an \
-                     admin allowed it)"
-                };
-                return Ok(Some(format!(
-                    "key alias '{alias}' is already used on the gateway by {by}"
-                )));
+                return Ok(Some(alias_taken(alias, row.metadata.as_ref())));
             }
         }
         Ok(None)
@@ -508,4 +497,16 @@ enum Resolved {
     Blocked(Outcome),
     /// The pending intent was untrustworthy and was dropped without a gateway call.
     Dropped,
+}
+
+/// The conflict of an alias held by a key that is not this resource's. Messages never name another tenant's
+/// resource: "elsewhere" is enough.
+pub fn alias_taken(alias: &str, holder: Option<&Metadata>) -> String {
+    let by = if crate::controller::ownership::owner_namespace(holder).is_some() {
+        "a key managed elsewhere"
+    } else {
+        "a key no resource manages (made outside the operator; spec.adopt: true takes it over where an admin allowed \
+         it)"
+    };
+    format!("key alias '{alias}' is already used on the gateway by {by}")
 }

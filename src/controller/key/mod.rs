@@ -37,6 +37,7 @@ mod secrets;
 mod trust;
 
 pub use drift::key_update;
+pub use issue::alias_taken;
 pub use report::TAMPERED;
 
 pub async fn reconcile(key: Arc<RouteroKey>, ctx: Arc<Context>) -> Result<Action> {
