@@ -284,3 +284,50 @@ async fn stopped_mid_rotation(release: FakeRelease) {
         bed.stop().await;
     }
 }
+
+/// A takeover by Regenerate, with the operator stopped after persisting the new value and before the regeneration:
+/// the restarted operator regenerates the adopted key (without the markers the lost pass would have sent), finds it
+/// still adoptable, stamps it, and delivers: one key under the alias, the Secret's, the hand-made value gone.
+#[tokio::test]
+async fn stopped_between_persisting_and_regenerating_a_takeover() {
+    let fake = FakeGateway::start().await;
+    fake.set_regenerate_enabled(true);
+    let mut bed = bed(&fake, "crash-adopt").await;
+    let alias = format!("{}.api", bed.ns);
+    let (status, made) = bed
+        .gw
+        .post(
+            "/key/generate",
+            json!({"team_id": bed.team_id, "key_alias": alias,
+                   "metadata": {"routero.ai/adoptable-by": bed.ns}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let hand_made = made["key"].as_str().expect("raw key").to_owned();
+    fake.fail(Fault::always(
+        "POST /key/regenerate",
+        FaultKind::Latency(Duration::from_secs(30)),
+    ));
+    bed.create_key(
+        "api",
+        json!({"teamRef": {"name": "team"}, "adopt": true, "rotation": {"strategy": "Regenerate"}}),
+    )
+    .await;
+    wait_for("pending Secret written", WAIT, || async {
+        bed.secrets.get_opt("routero-pending-api").await.ok()?
+    })
+    .await;
+    bed.operator.take().expect("operator").kill().await;
+    fake.clear_faults();
+    bed.start().await;
+    let value = assert_settled(&bed, &fake, "api").await;
+    assert_ne!(value, hand_made);
+    assert!(bed.gw.key(&sha256_hex(&hand_made)).await.is_none());
+    let row = bed
+        .gw
+        .key(&sha256_hex(&value))
+        .await
+        .expect("the adopted key");
+    assert_eq!(row["metadata"]["routero.ai/adoptable-by"], json!(bed.ns));
+    bed.stop().await;
+}

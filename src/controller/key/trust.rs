@@ -21,6 +21,11 @@ impl<'a> Keys<'a> {
         secret: &Secret,
         info: &KeyRow,
     ) -> Result<Step<()>> {
+        // A key this resource took over by regenerating it, when the pass that sent our markers with the
+        // regeneration did not survive (a crash before the call): still adoptable, and the drift step stamps it.
+        if self.adoptable(info) {
+            return Ok(Step::Continue(()));
+        }
         let standing = Standing {
             proven: unmarked(info.metadata.as_ref()) && self.proven(hash).await?,
             ..Standing::default()
