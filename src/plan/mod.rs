@@ -725,47 +725,65 @@ fn prune(m: &Manifests, o: &Observed) -> Vec<Change> {
             .then(|| (ns.to_owned(), name.to_owned()))
     };
     let live = |k: &&KeyRow| k.usable();
+    // A key whose own RouteroKey is pruned is revoked by that deletion: listed once, there.
+    let pruned_keys: BTreeSet<&str> = o
+        .all_keys
+        .iter()
+        .filter(live)
+        .filter(|k| gone("RouteroKey", k.metadata.as_ref()).is_some())
+        .filter_map(|k| k.token.as_deref())
+        .collect();
+    // A deleted team or user: each of its live keys revoked first (DESIGN §4), then the object itself.
+    let holder = |kind: &str,
+                  (ns, name): (String, String),
+                  gateway: String,
+                  label: String,
+                  held: &dyn Fn(&KeyRow) -> bool,
+                  delete: &str| {
+        let keys: Vec<&KeyRow> = o.all_keys.iter().filter(live).filter(|k| held(k)).collect();
+        let own = keys
+            .iter()
+            .filter(|k| !k.token.as_deref().is_some_and(|t| pruned_keys.contains(t)))
+            .count();
+        let mut c = change(kind, &ns, &name, gateway);
+        c.action = Action::Delete;
+        c.effects
+            .push(format!("deleting {label} revokes {} key(s)", keys.len()));
+        for _ in 0..own {
+            c.write("/key/delete", None);
+        }
+        c.write(delete, None);
+        c
+    };
     let mut out = Vec::new();
     for t in &o.all_teams {
-        if let Some((ns, name)) = gone("RouteroTeam", t.metadata.as_ref()) {
-            let n = o
-                .all_keys
-                .iter()
-                .filter(live)
-                .filter(|k| k.team_id.as_deref() == Some(&t.team_id))
-                .count();
-            let mut c = change("RouteroTeam", &ns, &name, format!("team '{}'", t.team_id));
-            c.action = Action::Delete;
-            c.effects.push(format!(
-                "deleting team {} revokes {n} key(s)",
-                t.team_alias.as_deref().unwrap_or(&t.team_id)
+        if let Some(owner) = gone("RouteroTeam", t.metadata.as_ref()) {
+            let gateway = format!("team '{}'", t.team_id);
+            let label = format!("team {}", t.team_alias.as_deref().unwrap_or(&t.team_id));
+            let held = |k: &KeyRow| k.team_id.as_deref() == Some(t.team_id.as_str());
+            out.push(holder(
+                "RouteroTeam",
+                owner,
+                gateway,
+                label,
+                &held,
+                "/team/delete",
             ));
-            for _ in 0..n {
-                c.write("/key/delete", None);
-            }
-            c.write("/team/delete", None);
-            out.push(c);
         }
     }
     for u in &o.all_users {
-        if let Some((ns, name)) = gone("RouteroMember", u.metadata.as_ref()) {
-            let n = o
-                .all_keys
-                .iter()
-                .filter(live)
-                .filter(|k| k.user_id.as_deref() == Some(&u.user_id))
-                .count();
-            let mut c = change("RouteroMember", &ns, &name, format!("user '{}'", u.user_id));
-            c.action = Action::Delete;
-            c.effects.push(format!(
-                "deleting user {} revokes {n} key(s) and their access",
-                u.user_id
+        if let Some(owner) = gone("RouteroMember", u.metadata.as_ref()) {
+            let gateway = format!("user '{}'", u.user_id);
+            let label = format!("user {} (and their access)", u.user_id);
+            let held = |k: &KeyRow| k.user_id.as_deref() == Some(u.user_id.as_str());
+            out.push(holder(
+                "RouteroMember",
+                owner,
+                gateway,
+                label,
+                &held,
+                "/user/delete",
             ));
-            for _ in 0..n {
-                c.write("/key/delete", None);
-            }
-            c.write("/user/delete", None);
-            out.push(c);
         }
     }
     for k in o.all_keys.iter().filter(live) {

@@ -330,4 +330,32 @@ fn prune_deletes_what_no_manifest_names_and_counts_the_keys() {
         4,
         "each key revoked, then the team"
     );
+
+    // One of those keys belongs to a RouteroKey that is pruned as well: its revocation is listed once, there.
+    o.all_keys[0].metadata = marked("RouteroKey", "gone-key");
+    o.all_keys[0].key_alias = Some("ds.gone-key".into());
+    let plan = compute(
+        &manifests(WORKSPACE),
+        &o,
+        &Settings {
+            prune: true,
+            ..settings()
+        },
+    );
+    let deletes: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    assert_eq!(deletes[0].effects, ["deleting team old revokes 3 key(s)"]);
+    assert_eq!(deletes[0].writes.len(), 3);
+    assert_eq!(deletes[1].kind, "RouteroKey");
+    let key_deletes = plan
+        .changes
+        .iter()
+        .flat_map(|c| &c.writes)
+        .filter(|w| w.endpoint == "/key/delete")
+        .count();
+    assert_eq!(key_deletes, 3, "each key revoked once");
 }
