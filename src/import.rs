@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::api::ObjectMeta;
 use serde_json::Value;
 
+use crate::controller::key::alias_refusal;
+use crate::controller::member::DEFAULT_USER_ID;
 use crate::controller::ownership::{ADOPTABLE_BY_KEY, OWNER_KEY, owner_id};
 use crate::crd::common::{BUDGET_DURATION_PATTERN, DeletionPolicy, ID_PATTERN, LocalRef};
 use crate::crd::key::{ALIAS_PATTERN, KeySecret, Rotation, RotationStrategy};
@@ -21,9 +23,6 @@ use crate::crd::{
 };
 use crate::gateway::types::{KeyRow, KeyUpdate, Metadata, TeamRow, TeamWrite, UserRow, UserUpdate};
 use crate::gateway::{Gateway, GatewayError};
-
-/// The identity the gateway's master key acts as: it joins every team its key creates, and is never imported.
-const DEFAULT_USER_ID: &str = "default_user_id";
 
 /// What to import, and how.
 #[derive(Clone, Debug)]
@@ -409,10 +408,8 @@ fn key_refusal(
     if !valid(ALIAS_PATTERN, alias) {
         return Some("its alias does not fit RouteroKey spec.alias".into());
     }
-    if alias.contains('.') && !alias.starts_with(&format!("{ns}.")) {
-        return Some(format!(
-            "a dotted alias must begin with the namespace ('{ns}.'), so that no namespace takes another's"
-        ));
+    if let Some(refusal) = alias_refusal(alias, ns) {
+        return Some(refusal);
     }
     if row.blocked == Some(true) {
         return Some("is blocked on the gateway".into());
@@ -451,14 +448,9 @@ fn lifetime(created: &str, expires: &str) -> Option<String> {
     None
 }
 
+/// The gateway's role name as a RouteroMember's (the CRD's enum spells them as the gateway does).
 fn role(role: Option<&str>) -> Option<MemberRole> {
-    Some(match role? {
-        "internal_user" => MemberRole::InternalUser,
-        "internal_user_viewer" => MemberRole::InternalUserViewer,
-        "proxy_admin" => MemberRole::ProxyAdmin,
-        "proxy_admin_viewer" => MemberRole::ProxyAdminViewer,
-        _ => return None,
-    })
+    serde_json::from_value(Value::String(role?.to_owned())).ok()
 }
 
 /// `existing` with the admin's adoption marker for `ns` and, for teams and users, the owner marker of the resource

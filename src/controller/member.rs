@@ -12,7 +12,7 @@ use super::ownership::{
 use super::provenance;
 use super::status::{Outcome, apply_status};
 use crate::crd::common::{cross_namespace, is_ready, ready_because};
-use crate::crd::member::TeamRole;
+use crate::crd::member::{MemberRole, TeamRole};
 use crate::crd::{RouteroMember, RouteroMemberStatus, RouteroTeam};
 use crate::error::{Error, Result};
 use crate::gateway::GatewayError;
@@ -50,14 +50,8 @@ async fn desired_memberships(
     ctx: &Context,
     ns: &str,
 ) -> Result<Result<Vec<Membership>, Outcome>> {
-    if member.spec.role.is_admin() && !ctx.is_admin_namespace(ns) {
-        return Ok(Err(Outcome::blocked(
-            "Forbidden",
-            format!(
-                "role {} is honoured only in the operator's admin namespaces; namespace '{ns}' is not one of them",
-                member.spec.role.as_str(),
-            ),
-        )));
+    if let Some(message) = role_refusal(member.spec.role, ns, ctx.is_admin_namespace(ns)) {
+        return Ok(Err(Outcome::blocked("Forbidden", message)));
     }
     for t in &member.spec.teams {
         if let Some(message) = cross_namespace("RouteroTeam", &t.name, t.namespace.as_deref(), ns) {
@@ -90,13 +84,8 @@ async fn desired_memberships(
                 })
             }
             Some(_) => {
-                return Ok(Err(Outcome::blocked(
-                    "Forbidden",
-                    format!(
-                        "gateway team '{team_id}' is not managed by RouteroTeam '{}', so nobody joins it from here",
-                        t.name
-                    ),
-                )));
+                let message = team_not_ours(&team_id, &t.name);
+                return Ok(Err(Outcome::blocked("Forbidden", message)));
             }
             None => {
                 return Ok(Err(Outcome::blocked(
@@ -116,22 +105,55 @@ async fn protected_user(
     ns: &str,
     user: &UserRow,
 ) -> std::result::Result<Option<String>, GatewayError> {
-    if is_gateway_admin_identity(ctx, &user.user_id).await? {
-        return Ok(Some(format!(
+    let identity = is_gateway_admin_identity(ctx, &user.user_id).await?;
+    Ok(protected_refusal(
+        user,
+        identity,
+        ctx.is_admin_namespace(ns),
+    ))
+}
+
+/// `protected_user`'s rule, given whether the user is one of the gateway's admin identities and whether the
+/// resource lives in an admin namespace. Shared with `plan`.
+pub fn protected_refusal(user: &UserRow, admin_identity: bool, admin_ns: bool) -> Option<String> {
+    if admin_identity {
+        return Some(format!(
             "gateway user '{}' is the gateway's own admin identity and is never managed by a RouteroMember",
             user.user_id
-        )));
+        ));
     }
     let admin_role = matches!(
         user.user_role.as_deref(),
         Some("proxy_admin" | "proxy_admin_viewer")
     );
-    Ok((admin_role && !ctx.is_admin_namespace(ns)).then(|| {
+    (admin_role && !admin_ns).then(|| {
         format!(
             "gateway user '{}' holds an admin role, which is managed only from the operator's admin namespaces",
             user.user_id
         )
-    }))
+    })
+}
+
+/// Admin roles are honoured only in the admin namespaces (DESIGN §4): the refusal for any other namespace.
+pub fn role_refusal(role: MemberRole, ns: &str, admin_ns: bool) -> Option<String> {
+    (role.is_admin() && !admin_ns).then(|| {
+        format!(
+            "role {} is honoured only in the operator's admin namespaces; namespace '{ns}' is not one of them",
+            role.as_str(),
+        )
+    })
+}
+
+/// A membership refused because the gateway team is not RouteroTeam `name`'s own.
+pub fn team_not_ours(team_id: &str, name: &str) -> String {
+    format!(
+        "gateway team '{team_id}' is not managed by RouteroTeam '{name}', so nobody joins it from here"
+    )
+}
+
+/// A RouteroMember naming the master key's identity, which no resource may create or manage.
+pub fn reserved_user(user_id: &str) -> String {
+    format!("gateway user '{user_id}' is reserved for the gateway's master key")
 }
 
 /// `default_user_id` (the master key's identity) and the user the operator's admin key belongs to.
@@ -146,7 +168,7 @@ async fn is_gateway_admin_identity(
 }
 
 /// The identity the gateway's master key acts as.
-const DEFAULT_USER_ID: &str = "default_user_id";
+pub const DEFAULT_USER_ID: &str = "default_user_id";
 
 async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     let ns = member.namespace().unwrap_or_default();
@@ -167,10 +189,7 @@ async fn apply(member: &RouteroMember, ctx: &Context) -> Result<Action> {
     let user = match gw.user_info(&user_id).await? {
         None => {
             if user_id == DEFAULT_USER_ID {
-                let outcome = Outcome::blocked(
-                    "Forbidden",
-                    format!("gateway user '{user_id}' is reserved for the gateway's master key"),
-                );
+                let outcome = Outcome::blocked("Forbidden", reserved_user(&user_id));
                 return Ok(refuse(&api, member, ctx, outcome, true).await);
             }
             let req = UserNew {

@@ -73,6 +73,9 @@ pub struct Intent {
     pub replaces: Option<String>,
     /// The `routero.ai/rotate` value this rotation answers.
     pub trigger: Option<String>,
+    /// For a key taken over by Regenerate: the metadata it gets in that call (ours merged into what it held). Not
+    /// persisted: a resumed takeover regenerates without it, and the drift step stamps the markers instead.
+    pub markers: Option<crate::gateway::types::Metadata>,
 }
 
 pub fn pending_name(key: &RouteroKey) -> String {
@@ -201,6 +204,7 @@ pub fn read_pending(secret: &Secret) -> Option<Intent> {
         next: key_in(secret, PENDING_FIELD)?,
         replaces: a.get(REPLACES).cloned(),
         trigger: a.get(ROTATE_HANDLED).cloned(),
+        markers: None,
     })
 }
 
@@ -262,6 +266,7 @@ mod tests {
             next: KeyValue::generate(),
             replaces: Some("abc".into()),
             trigger: Some("now".into()),
+            markers: None,
         };
         let back = read_pending(&pending_secret(&k, &intent)).expect("intent");
         assert_eq!(back.kind, IntentKind::Recreate);

@@ -15,8 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::controller::key::{alias_taken, key_update};
-use crate::controller::member::{Membership, membership_changes, team_role, user_update};
+use crate::controller::key::{
+    alias_refusal, alias_taken, key_update, models_refusal, team_not_ours as key_team_not_ours,
+};
+use crate::controller::member::{
+    DEFAULT_USER_ID, Membership, membership_changes, protected_refusal, reserved_user,
+    role_refusal, team_not_ours, team_role, user_update,
+};
 use crate::controller::ownership::{Claim, OWNER_KEY, Owner, Standing, UID_KEY, owner_id};
 use crate::controller::team::{create_request, update_request};
 use crate::crd::common::cross_namespace;
@@ -125,8 +130,6 @@ pub struct Observed {
     pub all_users: Vec<UserRow>,
     pub all_keys: Vec<KeyRow>,
 }
-
-const DEFAULT_USER_ID: &str = "default_user_id";
 
 /// Reads what the manifests touch on the gateway (read only).
 pub async fn observe(
@@ -369,47 +372,34 @@ fn team(t: &RouteroTeam, o: &Observed, settings: &Settings) -> Change {
 }
 
 /// A RouteroTeam of the manifests as a member or key sees it: its gateway id, the gateway team's current row
-/// (empty when this plan creates it) and the team's allowlist.
+/// (empty when this plan creates it), its allowlist, and whether the gateway team is (or by this plan becomes)
+/// that RouteroTeam's own.
 struct OwnTeam {
     id: String,
     row: TeamRow,
     models: Option<Vec<String>>,
+    ours: bool,
 }
 
-/// The gateway team RouteroTeam `name` stands for, when it is (or by this plan becomes) that RouteroTeam's own;
-/// else the reason and message the operator would report.
+/// RouteroTeam `name` of namespace `ns` as planned; `None` when no manifest names it.
 fn own_team(
     name: &str,
     ns: &str,
     m: &Manifests,
     o: &Observed,
     settings: &Settings,
-) -> Result<OwnTeam, (&'static str, String)> {
-    let Some(t) = m
+) -> Option<OwnTeam> {
+    let t = m
         .teams
         .iter()
-        .find(|t| name_of(*t) == (ns.to_owned(), name.to_owned()))
-    else {
-        return Err((
-            "TeamNotReady",
-            format!("RouteroTeam '{name}' does not exist or is not Ready"),
-        ));
-    };
+        .find(|t| name_of(*t) == (ns.to_owned(), name.to_owned()))?;
     let id = t.team_id();
-    let planned = team(t, o, settings);
-    if planned.action == Action::Conflict {
-        return Err((
-            "Forbidden",
-            format!(
-                "gateway team '{id}' is not managed by RouteroTeam '{name}', so nobody joins it from here"
-            ),
-        ));
-    }
     let row = o.teams.get(&id).cloned().unwrap_or_else(|| TeamRow {
         team_id: id.clone(),
         ..TeamRow::default()
     });
-    Ok(OwnTeam {
+    Some(OwnTeam {
+        ours: team(t, o, settings).action != Action::Conflict,
         id,
         row,
         models: t.spec.models.clone(),
@@ -422,14 +412,8 @@ fn member(u: &RouteroMember, m: &Manifests, o: &Observed, settings: &Settings) -
     let owner = owner("RouteroMember", &ns, &name);
     let mut c = change("RouteroMember", &ns, &name, format!("user '{user_id}'"));
     let admin_ns = settings.admin_namespaces.iter().any(|a| a == &ns);
-    if u.spec.role.is_admin() && !admin_ns {
-        return c.refuse(
-            "Forbidden",
-            format!(
-                "role {} is honoured only in the operator's admin namespaces; namespace '{ns}' is not one of them",
-                u.spec.role.as_str(),
-            ),
-        );
+    if let Some(message) = role_refusal(u.spec.role, &ns, admin_ns) {
+        return c.refuse("Forbidden", message);
     }
     let mut wanted = Vec::new();
     for t in &u.spec.teams {
@@ -438,22 +422,23 @@ fn member(u: &RouteroMember, m: &Manifests, o: &Observed, settings: &Settings) -
             return c.refuse("Forbidden", message);
         }
         match own_team(&t.name, &ns, m, o, settings) {
-            Ok(own) => wanted.push(Membership {
+            Some(own) if own.ours => wanted.push(Membership {
                 name: t.name.clone(),
                 team_id: own.id,
                 role: t.role,
                 team: own.row,
             }),
-            Err((reason, message)) => return c.refuse(reason, message),
+            Some(own) => return c.refuse("Forbidden", team_not_ours(&own.id, &t.name)),
+            None => {
+                let message = format!("RouteroTeam '{}' does not exist or is not Ready", t.name);
+                return c.refuse("TeamNotReady", message);
+            }
         }
     }
     match o.users.get(&user_id) {
         None => {
             if user_id == DEFAULT_USER_ID {
-                return c.refuse(
-                    "Forbidden",
-                    format!("gateway user '{user_id}' is reserved for the gateway's master key"),
-                );
+                return c.refuse("Forbidden", reserved_user(&user_id));
             }
             c.action = Action::Create;
             c.field("role", Value::Null, json!(u.spec.role.as_str()));
@@ -464,25 +449,9 @@ fn member(u: &RouteroMember, m: &Manifests, o: &Observed, settings: &Settings) -
             c.write("/user/new", None);
         }
         Some(user) => {
-            if o.admin_identities.contains(&user_id) {
-                return c.refuse(
-                    "Forbidden",
-                    format!(
-                        "gateway user '{user_id}' is the gateway's own admin identity and is never managed by a RouteroMember"
-                    ),
-                );
-            }
-            let admin_role = matches!(
-                user.user_role.as_deref(),
-                Some("proxy_admin" | "proxy_admin_viewer")
-            );
-            if admin_role && !admin_ns {
-                return c.refuse(
-                    "Forbidden",
-                    format!(
-                        "gateway user '{user_id}' holds an admin role, which is managed only from the operator's admin namespaces"
-                    ),
-                );
+            let identity = o.admin_identities.contains(&user_id);
+            if let Some(message) = protected_refusal(user, identity, admin_ns) {
+                return c.refuse("Forbidden", message);
             }
             let standing = standing(u.spec.adopt, &ns, settings);
             let adopting = match claim(&owner, user.metadata.as_ref(), standing, &c.gateway) {
@@ -572,36 +541,20 @@ fn key(k: &RouteroKey, m: &Manifests, o: &Observed, settings: &Settings) -> Chan
             return c.refuse("Forbidden", message);
         }
     }
-    let prefix = format!("{ns}.");
-    if alias.contains('.') && !alias.starts_with(&prefix) {
-        return c.refuse(
-            "Forbidden",
-            format!(
-                "key alias '{alias}' is refused: an alias with a dot must begin with this namespace ('{prefix}'), so \
-                 that no namespace can take another's aliases"
-            ),
-        );
+    if let Some(message) = alias_refusal(&alias, &ns) {
+        return c.refuse("Forbidden", message);
     }
     let team_name = &k.spec.team_ref.name;
     let allowed = match own_team(team_name, &ns, m, o, settings) {
-        Ok(t) => t.models,
-        Err((reason, message)) => return c.refuse(reason, message),
-    };
-    if let Some(allowed) = allowed.filter(|a| !a.is_empty()) {
-        let refused: Vec<&String> = k
-            .spec
-            .models
-            .iter()
-            .filter(|x| !allowed.contains(x))
-            .collect();
-        if !refused.is_empty() {
-            return c.refuse(
-                "ModelNotAllowed",
-                format!(
-                    "models {refused:?} are not in RouteroTeam '{team_name}' allowlist {allowed:?}"
-                ),
-            );
+        Some(t) if t.ours => t.models,
+        Some(t) => return c.refuse("Forbidden", key_team_not_ours(&t.id, team_name)),
+        None => {
+            let message = format!("RouteroTeam '{team_name}' does not exist in namespace '{ns}'");
+            return c.refuse("TeamNotReady", message);
         }
+    };
+    if let Some(message) = models_refusal(&k.spec.models, allowed.as_deref(), team_name) {
+        return c.refuse("ModelNotAllowed", message);
     }
     if let Some(mref) = &k.spec.member_ref
         && !m

@@ -286,6 +286,14 @@ spec: {models: [eu/balanced]}
     );
 }
 
+fn pruned(o: &Observed) -> Plan {
+    let settings = Settings {
+        prune: true,
+        ..settings()
+    };
+    compute(&manifests(WORKSPACE), o, &settings)
+}
+
 #[test]
 fn prune_deletes_what_no_manifest_names_and_counts_the_keys() {
     let mut o = applied();
@@ -306,14 +314,7 @@ fn prune_deletes_what_no_manifest_names_and_counts_the_keys() {
             ..KeyRow::default()
         })
         .collect();
-    let plan = compute(
-        &manifests(WORKSPACE),
-        &o,
-        &Settings {
-            prune: true,
-            ..settings()
-        },
-    );
+    let plan = pruned(&o);
     let deletes: Vec<_> = plan
         .changes
         .iter()
@@ -334,14 +335,7 @@ fn prune_deletes_what_no_manifest_names_and_counts_the_keys() {
     // One of those keys belongs to a RouteroKey that is pruned as well: its revocation is listed once, there.
     o.all_keys[0].metadata = marked("RouteroKey", "gone-key");
     o.all_keys[0].key_alias = Some("ds.gone-key".into());
-    let plan = compute(
-        &manifests(WORKSPACE),
-        &o,
-        &Settings {
-            prune: true,
-            ..settings()
-        },
-    );
+    let plan = pruned(&o);
     let deletes: Vec<_> = plan
         .changes
         .iter()

@@ -82,6 +82,17 @@ async fn assert_settled(bed: &Bed, fake: &FakeGateway, name: &str) -> String {
     value
 }
 
+/// Kills the operator once it has persisted key "api"'s pending value (its next gateway call hangs on a fault), then
+/// lifts the faults, so the next operator starts from exactly that state.
+async fn kill_once_pending(bed: &mut Bed, fake: &FakeGateway) {
+    wait_for("pending Secret written", WAIT, || async {
+        bed.secrets.get_opt("routero-pending-api").await.ok()?
+    })
+    .await;
+    bed.operator.take().expect("operator").kill().await;
+    fake.clear_faults();
+}
+
 async fn lost_reply_on_generate(release: FakeRelease) {
     let fake = fake_as(release).await;
     let bed = bed(&fake, "crash-lost").await;
@@ -176,12 +187,7 @@ async fn stopped_between_persisting_and_registering(release: FakeRelease) {
     ));
     bed.create_key("api", json!({"teamRef": {"name": "team"}}))
         .await;
-    wait_for("pending Secret written", WAIT, || async {
-        bed.secrets.get_opt("routero-pending-api").await.ok()?
-    })
-    .await;
-    bed.operator.take().expect("operator").kill().await;
-    fake.clear_faults();
+    kill_once_pending(&mut bed, &fake).await;
     assert!(
         bed.secrets.get_opt("api").await.expect("get").is_none(),
         "no unconfirmed key delivered"
@@ -313,12 +319,7 @@ async fn stopped_between_persisting_and_regenerating_a_takeover() {
         json!({"teamRef": {"name": "team"}, "adopt": true, "rotation": {"strategy": "Regenerate"}}),
     )
     .await;
-    wait_for("pending Secret written", WAIT, || async {
-        bed.secrets.get_opt("routero-pending-api").await.ok()?
-    })
-    .await;
-    bed.operator.take().expect("operator").kill().await;
-    fake.clear_faults();
+    kill_once_pending(&mut bed, &fake).await;
     bed.start().await;
     let value = assert_settled(&bed, &fake, "api").await;
     assert_ne!(value, hand_made);

@@ -72,22 +72,15 @@ impl<'a> Keys<'a> {
             )));
         }
         let team_id = team.team_id();
-        if let Some(allowed) = team.spec.models.as_ref().filter(|m| !m.is_empty()) {
-            let refused: Vec<&String> = self
-                .key
-                .spec
-                .models
-                .iter()
-                .filter(|m| !allowed.contains(m))
-                .collect();
-            if !refused.is_empty() {
-                return Ok(Dependencies::Blocked(Outcome::blocked(
-                    "ModelNotAllowed",
-                    format!(
-                        "models {refused:?} are not in RouteroTeam '{team_name}' allowlist {allowed:?}"
-                    ),
-                )));
-            }
+        if let Some(message) = models_refusal(
+            &self.key.spec.models,
+            team.spec.models.as_deref(),
+            team_name,
+        ) {
+            return Ok(Dependencies::Blocked(Outcome::blocked(
+                "ModelNotAllowed",
+                message,
+            )));
         }
         let member = match &self.key.spec.member_ref {
             None => None,
@@ -164,13 +157,8 @@ impl<'a> Keys<'a> {
                 )));
             }
             Some(owner) if owner.as_deref() != Some(want.as_str()) => {
-                return Ok(Some(Outcome::blocked(
-                    "Forbidden",
-                    format!(
-                        "gateway team '{}' is not managed by RouteroTeam '{}'; no key is issued into it",
-                        scope.team_id, scope.team
-                    ),
-                )));
+                let message = team_not_ours(&scope.team_id, &scope.team);
+                return Ok(Some(Outcome::blocked("Forbidden", message)));
             }
             Some(_) => {}
         }
@@ -222,9 +210,25 @@ impl<'a> Keys<'a> {
     }
 }
 
+/// Why a key may not ask for `wanted` models in a team whose allowlist is `allowed` (empty or none: any model).
+pub fn models_refusal(wanted: &[String], allowed: Option<&[String]>, team: &str) -> Option<String> {
+    let allowed = allowed.filter(|a| !a.is_empty())?;
+    let refused: Vec<&String> = wanted.iter().filter(|m| !allowed.contains(m)).collect();
+    (!refused.is_empty()).then(|| {
+        format!("models {refused:?} are not in RouteroTeam '{team}' allowlist {allowed:?}")
+    })
+}
+
+/// A key refused because the gateway team is not RouteroTeam `team`'s own.
+pub fn team_not_ours(team_id: &str, team: &str) -> String {
+    format!(
+        "gateway team '{team_id}' is not managed by RouteroTeam '{team}'; no key is issued into it"
+    )
+}
+
 /// The alias-squatting rule: a dotted alias must begin with this namespace and a dot, because `<namespace>.<name>`
 /// is every namespace's default and no tenant may take another's. Plain aliases (`ds-prod`) stay open to all.
-fn alias_refusal(alias: &str, ns: &str) -> Option<String> {
+pub fn alias_refusal(alias: &str, ns: &str) -> Option<String> {
     let prefix = format!("{ns}.");
     (alias.contains('.') && !alias.starts_with(&prefix)).then(|| {
         format!(

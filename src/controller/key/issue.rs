@@ -57,12 +57,13 @@ impl<'a> Keys<'a> {
                     self.report(outcome, workload, None).await;
                     return Ok(Action::requeue(self.ctx.resync_after()));
                 }
-                Takeover::Replace(old) => {
+                Takeover::Replace { old, markers } => {
                     let intent = Intent {
                         kind: self.strategy(),
                         next: KeyValue::generate(),
                         replaces: Some(old.clone()),
                         trigger,
+                        markers,
                     };
                     let note = format!(
                         "took over gateway key {} (alias '{}') and delivered a new value, key {}, into Secret '{}' by {}",
@@ -84,6 +85,7 @@ impl<'a> Keys<'a> {
             next: KeyValue::generate(),
             replaces: None,
             trigger,
+            markers: None,
         };
         let note = format!(
             "key {} {what} into Secret '{}'",
@@ -103,19 +105,19 @@ impl<'a> Keys<'a> {
         else {
             return Ok(Takeover::None);
         };
-        let standing = Standing {
-            adopt: true,
-            admin: self.ctx.is_admin_namespace(&self.ns),
-            proven: false,
-        };
         let what = format!("gateway key {} (alias '{}')", short_id(&token), self.alias);
-        match self.owner.claim(row.metadata.as_ref(), standing, &what) {
-            Claim::Ours => Ok(Takeover::Replace(token)),
-            Claim::Adopt => {
-                let merged = metadata_update(row.metadata.as_ref(), self.metadata());
-                *self.adopting.lock().unwrap_or_else(|p| p.into_inner()) = merged;
-                Ok(Takeover::Replace(token))
-            }
+        match self
+            .owner
+            .claim(row.metadata.as_ref(), self.adopting(), &what)
+        {
+            Claim::Ours => Ok(Takeover::Replace {
+                old: token,
+                markers: None,
+            }),
+            Claim::Adopt => Ok(Takeover::Replace {
+                old: token,
+                markers: metadata_update(row.metadata.as_ref(), self.metadata()),
+            }),
             Claim::Conflict(m) => Ok(Takeover::Refused(Outcome::blocked("Conflict", m))),
             Claim::Forbidden(m) => Ok(Takeover::Refused(Outcome::blocked("Forbidden", m))),
         }
@@ -128,15 +130,16 @@ impl<'a> Keys<'a> {
         let alias = row.key_alias.as_deref();
         self.key.spec.adopt
             && (alias == Some(self.alias.as_str()) || alias == Some(self.next_alias().as_str()))
-            && self.owner.claim(
-                row.metadata.as_ref(),
-                Standing {
-                    adopt: true,
-                    admin: self.ctx.is_admin_namespace(&self.ns),
-                    proven: false,
-                },
-                "",
-            ) == Claim::Adopt
+            && self.owner.claim(row.metadata.as_ref(), self.adopting(), "") == Claim::Adopt
+    }
+
+    /// This resource's standing when it asks to adopt a key: admin namespaces and `adoptable-by` decide.
+    fn adopting(&self) -> Standing {
+        Standing {
+            adopt: true,
+            admin: self.ctx.is_admin_namespace(&self.ns),
+            proven: false,
+        }
     }
 
     /// Deletes our keys holding `alias` (except `keep`); a key holding it that is not ours is a conflict.
@@ -285,11 +288,7 @@ impl<'a> Keys<'a> {
                         key: intent.replaces.clone().unwrap_or_default(),
                         new_key: intent.next.secret(),
                         duration: self.key.spec.duration.clone(),
-                        metadata: self
-                            .adopting
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .take(),
+                        metadata: intent.markers.take(),
                     };
                     match gw.key_regenerate(&req, &self.actor).await {
                         Ok(()) => {}
@@ -485,8 +484,12 @@ fn registered(reply: &KeyRow, hash: &str, req: &KeyGenerate) -> Registration {
 enum Takeover {
     /// No key: issue a fresh one.
     None,
-    /// A key this resource may take over: replace it (by its hash) with a rotation.
-    Replace(String),
+    /// A key this resource may take over: replace `old` (its hash) with a rotation, sending `markers` with a
+    /// regeneration when the key is adopted rather than already ours.
+    Replace {
+        old: String,
+        markers: Option<Metadata>,
+    },
     /// Someone else's, or not adoptable here.
     Refused(Outcome),
 }

@@ -24,7 +24,6 @@ use super::secret;
 use super::status::Outcome;
 use crate::crd::RouteroKey;
 use crate::error::Result;
-use crate::gateway::types::Metadata;
 
 mod deps;
 mod drift;
@@ -36,6 +35,7 @@ mod rotate;
 mod secrets;
 mod trust;
 
+pub use deps::{alias_refusal, models_refusal, team_not_ours};
 pub use drift::key_update;
 pub use issue::alias_taken;
 pub use report::TAMPERED;
@@ -94,8 +94,6 @@ struct Keys<'a> {
     ns: String,
     /// Operator state found in a Secret that named a key this resource does not own, and was dropped.
     tampered: std::sync::Mutex<Option<String>>,
-    /// The metadata a key taken over in this pass gets with its regeneration (ours merged into what it held).
-    adopting: std::sync::Mutex<Option<Metadata>>,
 }
 
 /// A step of `apply`: go on with its result, or end the pass with this Action.
@@ -114,7 +112,6 @@ impl<'a> Keys<'a> {
             ctx,
             ns,
             tampered: std::sync::Mutex::default(),
-            adopting: std::sync::Mutex::default(),
         })
     }
 

@@ -99,6 +99,7 @@ impl<'a> Keys<'a> {
             next: KeyValue::generate(),
             replaces: Some(value.hash()),
             trigger,
+            markers: None,
         };
         tracing::info!(key = self.owner.id, kind = ?intent.kind, why, "rotating key");
         let note = format!("rotated key {} to {} ({why})", value.id(), intent.next.id());
