@@ -16,7 +16,6 @@ use crate::crd::{RouteroKey, RouteroMember, RouteroTeam};
 use crate::gateway::{Gateway, GatewayVersion};
 use crate::health::Readiness;
 use crate::metrics::Metrics;
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 
 /// Operator settings that reconciles read.
@@ -32,7 +31,7 @@ pub struct Settings {
 pub struct Caches {
     pub teams: Store<RouteroTeam>,
     pub members: Store<RouteroMember>,
-    pub secrets: Store<Secret>,
+    pub secrets: Store<super::secret_view::SecretView>,
 }
 
 pub struct Context {

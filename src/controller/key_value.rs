@@ -4,6 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 /// A raw gateway key. Its Debug output is redacted; only `expose` gives the value, for the Secret and the gateway.
+#[derive(Clone)]
 pub struct KeyValue(SecretString);
 
 impl KeyValue {

@@ -8,6 +8,7 @@ pub mod ownership;
 pub mod provenance;
 pub mod rotation;
 pub mod secret;
+pub mod secret_view;
 pub mod snapshot;
 pub mod status;
 pub mod team;
@@ -496,14 +497,14 @@ async fn run_in(
     let (key_members, key_members_writer) = reflector::store::<RouteroMember>();
     // The Secrets the operator writes (label-selected: never a cache of every Secret), pending ones included, so a
     // quiet resync reads its Secrets from here; only the delivered ones trigger reconciles.
-    let (secret_cache, secret_writer) = reflector::store::<Secret>();
+    // The cache keeps a projection of each (`SecretView`), not the Secret: a fraction of its memory.
+    let (secret_cache, mut secret_writer) = reflector::store::<secret_view::SecretView>();
     let secrets = watcher(
         api::<Secret>(&ctx, ns),
         watcher::Config::default().labels(secret::MANAGED_SELECTOR),
     )
     .default_backoff()
-    .modify(strip)
-    .reflect(secret_writer)
+    .inspect_ok(move |event| secret_writer.apply_watcher_event(&secret_view::project(event)))
     .applied_objects()
     .try_filter(|s| futures::future::ready(!s.labels().contains_key(secret::PENDING_LABEL)));
     ctx.caches

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 
 use super::key_value::KeyValue;
+use super::secret_view::SecretView;
 use crate::crd::RouteroKey;
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -162,12 +163,7 @@ pub fn key_in(secret: &Secret, field: &str) -> Option<KeyValue> {
 
 /// True when the Secret still looks exactly as the operator would write it for `value` (labels, annotations, fields).
 pub fn matches(secret: &Secret, want: &Secret) -> bool {
-    let has_all = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
-        want.iter().all(|(k, v)| have.get(k) == Some(v))
-    };
-    has_all(secret.labels(), want.labels())
-        && has_all(secret.annotations(), want.annotations())
-        && secret.data == want.data
+    SecretView::of(secret).covers(&SecretView::of(want))
 }
 
 pub fn pending_secret(key: &RouteroKey, intent: &Intent) -> Secret {

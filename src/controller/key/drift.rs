@@ -8,6 +8,7 @@ use super::{Keys, Scope, Step, parse_time};
 use crate::controller::key_value::KeyValue;
 use crate::controller::ownership::{Owner, budget_update, metadata_update};
 use crate::controller::secret;
+use crate::controller::secret_view::SecretView;
 use crate::controller::snapshot;
 use crate::error::Result;
 use crate::gateway::types::{KeyRow, KeyUpdate, Metadata};
@@ -32,11 +33,11 @@ impl<'a> Keys<'a> {
         let workload = self
             .ctx
             .cached(|c| &c.secrets, &self.ns, &self.key.secret_name())?;
-        if !secret::is_ours(&workload, self.key) {
+        if !workload.is_owned_by(self.key) {
             return None;
         }
-        let value = secret::key_in(&workload, &self.key.spec.secret.key_field)?;
-        if workload.annotations().get(secret::KEY_ID) != Some(&value.id()) {
+        let value = workload.key_in(&self.key.spec.secret.key_field)?;
+        if workload.annotation(secret::KEY_ID) != Some(value.id().as_str()) {
             return None;
         }
         let now = jiff::Timestamp::now();
@@ -60,11 +61,11 @@ impl<'a> Keys<'a> {
         }
         let want = secret::workload_secret(
             self.key,
-            &value,
+            value,
             self.ctx.gateway.base_url(),
-            &secret::operator_state(&workload),
+            &workload.operator_state(),
         );
-        if !secret::matches(&workload, &want) {
+        if !workload.covers(&SecretView::of(&want)) {
             return None;
         }
         Some(self.available(&workload, &row, now).await)
@@ -86,7 +87,7 @@ impl<'a> Keys<'a> {
             .ctx
             .keys
             .row(hash, snapshot::max_age(self.ctx.settings.resync))
-            .filter(|row| self.quiet(secret, hash, row, now));
+            .filter(|row| self.quiet(&SecretView::of(secret), hash, row, now));
         let info = match (listed, read.filter(|(h, _)| *h == hash)) {
             (Some(row), _) => Some(row),
             (None, Some((_, row))) => row,
@@ -118,7 +119,7 @@ impl<'a> Keys<'a> {
 
     /// True when `row` (from the key snapshot) leaves nothing to do: the key is ours, usable and unexpired, matches
     /// the spec, no rotation or retirement is due. Only then may a resync skip its live `/key/info` read.
-    fn quiet(&self, secret: &Secret, hash: &str, row: &KeyRow, now: jiff::Timestamp) -> bool {
+    fn quiet(&self, secret: &SecretView, hash: &str, row: &KeyRow, now: jiff::Timestamp) -> bool {
         row.usable()
             && row
                 .expires
@@ -126,7 +127,7 @@ impl<'a> Keys<'a> {
                 .and_then(parse_time)
                 .is_none_or(|t| t > now)
             && self.owner.owns(row.metadata.as_ref(), false)
-            && !secret.annotations().contains_key(secret::RETIRING_KEY)
+            && secret.annotation(secret::RETIRING_KEY).is_none()
             && self.plan(secret, row).due(now).is_none()
             && self.key_update(hash, &self.alias, row).is_none()
     }

@@ -13,6 +13,7 @@ use crate::controller::duration;
 use crate::controller::key_value::{KeyValue, short_id};
 use crate::controller::ownership::{Claim, Standing, metadata_update};
 use crate::controller::secret::{self, Intent, IntentKind};
+use crate::controller::secret_view::SecretView;
 use crate::controller::status::Outcome;
 use crate::crd::key::RotationStrategy;
 use crate::error::{Error, Result};
@@ -194,7 +195,9 @@ impl<'a> Keys<'a> {
                     self.ctx.metrics.key_rotated();
                 }
                 // Ready in the same pass: the key was just confirmed, so there is nothing to read again.
-                Ok(self.available(&secret, &info, jiff::Timestamp::now()).await)
+                Ok(self
+                    .available(&SecretView::of(&secret), &info, jiff::Timestamp::now())
+                    .await)
             }
             Resolved::Blocked(outcome) => {
                 self.report(outcome, workload, None).await;

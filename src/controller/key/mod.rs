@@ -21,6 +21,7 @@ use kube::runtime::controller::Action;
 use super::context::Context;
 use super::ownership::Owner;
 use super::secret;
+use super::secret_view::SecretView;
 use super::status::Outcome;
 use crate::crd::RouteroKey;
 use crate::error::Result;
@@ -177,13 +178,13 @@ impl<'a> Keys<'a> {
 
         let secret = self.retire(secret, &value, now).await?;
         let alias = self.current_alias(&secret);
-        if let Some((why, trigger)) = self.plan(&secret, &info).due(now) {
+        if let Some((why, trigger)) = self.plan(&SecretView::of(&secret), &info).due(now) {
             return self.rotate(&scope, &secret, &value, why, trigger).await;
         }
         let secret = self
             .correct_drift(secret, &value, &hash, &alias, &info)
             .await?;
-        Ok(self.available(&secret, &info, now).await)
+        Ok(self.available(&SecretView::of(&secret), &info, now).await)
     }
 }
 

@@ -6,6 +6,7 @@ use kube::{Api, ResourceExt};
 use super::{Keys, parse_time};
 use crate::controller::provenance;
 use crate::controller::secret;
+use crate::controller::secret_view::SecretView;
 use crate::controller::status::{Outcome, apply_status};
 use crate::crd::common::ready_because;
 use crate::crd::{RouteroKey, RouteroKeyStatus};
@@ -15,19 +16,17 @@ impl<'a> Keys<'a> {
     /// Reports the key in `secret` (as the gateway describes it in `info`) `Ready`, and when to look again.
     pub(super) async fn available(
         &self,
-        secret: &Secret,
+        secret: &SecretView,
         info: &KeyRow,
         now: jiff::Timestamp,
     ) -> Action {
-        let id = secret
-            .annotations()
-            .get(secret::KEY_ID)
-            .map_or("", String::as_str);
+        let id = secret.annotation(secret::KEY_ID).unwrap_or_default();
         let message = format!("key {id} is in Secret '{}'", secret.name_any());
-        self.report(
+        self.report_with(
             Outcome::ready("Available", message),
             Some(secret),
             Some(info),
+            false,
         )
         .await;
         Action::requeue(self.next_wake(secret, info, now))
@@ -55,14 +54,16 @@ impl<'a> Keys<'a> {
         secret: Option<&Secret>,
         info: Option<&KeyRow>,
     ) {
-        self.report_with(outcome, secret, info, false).await;
+        let secret = secret.map(SecretView::of);
+        self.report_with(outcome, secret.as_ref(), info, false)
+            .await;
     }
 
     /// `revoked`: the key was revoked and its Secret removed, so the status stops naming it.
     pub(super) async fn report_with(
         &self,
         outcome: Outcome,
-        secret: Option<&Secret>,
+        secret: Option<&SecretView>,
         info: Option<&KeyRow>,
         revoked: bool,
     ) {
@@ -76,8 +77,7 @@ impl<'a> Keys<'a> {
             self.ctx
                 .succeeded(&format!("{}/{}", self.ns, key.name_any()));
         }
-        let delivered =
-            secret.and_then(|s| secret::key_in(s, &key.spec.secret.key_field).map(|v| (s, v)));
+        let delivered = secret.and_then(|s| s.key_in(&key.spec.secret.key_field).map(|v| (s, v)));
         let mut conditions = outcome.conditions(&previous.conditions, key.metadata.generation);
         let new_key = delivered.as_ref().map(|(_, v)| v.id()) != previous.key_id;
         let tampered = self
@@ -132,7 +132,7 @@ impl<'a> Keys<'a> {
                     .map(|t| t.to_string())
             }),
             last_rotation: secret
-                .and_then(|s| s.annotations().get(secret::ROTATED_AT).cloned())
+                .and_then(|s| s.annotation(secret::ROTATED_AT).map(str::to_owned))
                 .or(previous.last_rotation),
             next_rotation: match (secret, info) {
                 (Some(s), Some(i)) => self.plan(s, i).next().map(|t| t.to_string()),

@@ -11,13 +11,14 @@ use crate::controller::duration;
 use crate::controller::key_value::KeyValue;
 use crate::controller::rotation;
 use crate::controller::secret::{self, Intent, IntentKind};
+use crate::controller::secret_view::SecretView;
 use crate::crd::key::RotationStrategy;
 use crate::error::Result;
 use crate::gateway::types::KeyRow;
 
 impl<'a> Keys<'a> {
     /// The rotation schedule of the key in `secret`, as the gateway describes it in `info`.
-    pub(super) fn plan<'s>(&'s self, secret: &'s Secret, info: &KeyRow) -> rotation::Plan<'s> {
+    pub(super) fn plan<'s>(&'s self, secret: &'s SecretView, info: &KeyRow) -> rotation::Plan<'s> {
         rotation::Plan {
             every: self
                 .key
@@ -28,8 +29,7 @@ impl<'a> Keys<'a> {
                 .and_then(duration::parse),
             lifetime: self.key.spec.duration.as_deref().and_then(duration::parse),
             rotated_at: secret
-                .annotations()
-                .get(secret::ROTATED_AT)
+                .annotation(secret::ROTATED_AT)
                 .and_then(|t| t.parse().ok()),
             expires: info.expires.as_deref().and_then(parse_time),
             requested: self
@@ -37,24 +37,20 @@ impl<'a> Keys<'a> {
                 .annotations()
                 .get(secret::ROTATE)
                 .map(String::as_str),
-            handled: secret
-                .annotations()
-                .get(secret::ROTATE_HANDLED)
-                .map(String::as_str),
+            handled: secret.annotation(secret::ROTATE_HANDLED),
         }
     }
 
     /// The next resync, or sooner when a rotation, renewal or retirement is due.
     pub(super) fn next_wake(
         &self,
-        secret: &Secret,
+        secret: &SecretView,
         info: &KeyRow,
         now: jiff::Timestamp,
     ) -> Duration {
         let plan = self.plan(secret, info);
         let retire = secret
-            .annotations()
-            .get(secret::RETIRE_AFTER)
+            .annotation(secret::RETIRE_AFTER)
             .and_then(|t| t.parse::<jiff::Timestamp>().ok());
         [plan.scheduled(), plan.renewal(), retire]
             .into_iter()
