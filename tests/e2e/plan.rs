@@ -174,25 +174,32 @@ async fn plan_reports_exactly_the_writes_the_controller_makes() {
     let p = planned(&direct, &parse(&second, &ns)).await;
     assert_eq!(p.exit_code(), 0, "{p:?}");
 
-    // Drift made out of band is planned back, and corrected with the same write.
-    let (status, _) = crate::support::gateway_reader::GatewayReader::new(&direct)
-        .post(
-            "/team/update",
-            serde_json::json!({"team_id": format!("plan-{s}"), "max_budget": 1.0}),
+    // Drift made out of band is planned back, and corrected with the same write. The operator may correct it
+    // before plan reads it (its resync is 2 s, and a loaded machine slows plan): then the drift is made again.
+    for attempt in 1.. {
+        proxy.clear();
+        let (status, _) = crate::support::gateway_reader::GatewayReader::new(&direct)
+            .post(
+                "/team/update",
+                serde_json::json!({"team_id": format!("plan-{s}"), "max_budget": 1.0 + f64::from(attempt)}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let p = planned(&direct, &parse(&second, &ns)).await;
+        let want = announced(&p);
+        if want.is_empty() && attempt < 5 {
+            continue;
+        }
+        assert_eq!(want.len(), 1, "{p:?}");
+        wait_for(
+            "the drift to be corrected",
+            Duration::from_secs(40),
+            || async { (!proxy.writes().is_empty()).then_some(()) },
         )
         .await;
-    assert_eq!(status, 200);
-    let p = planned(&direct, &parse(&second, &ns)).await;
-    let want = announced(&p);
-    assert_eq!(want.len(), 1, "{p:?}");
-    proxy.clear();
-    wait_for(
-        "the drift to be corrected",
-        Duration::from_secs(40),
-        || async { (!proxy.writes().is_empty()).then_some(()) },
-    )
-    .await;
-    assert_eq!(made(&proxy, &want), want);
+        assert_eq!(made(&proxy, &want), want);
+        break;
+    }
 }
 
 fn plan_cli(
