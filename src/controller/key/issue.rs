@@ -187,10 +187,12 @@ impl<'a> Keys<'a> {
             return Ok(Action::requeue(self.ctx.resync_after()));
         }
         self.write_pending(&intent).await?;
-        match self.resolve(intent, workload, scope, true).await? {
+        match self
+            .resolve(intent, workload, scope, true, Some((reason, note)))
+            .await?
+        {
             Resolved::Done(done) => {
                 let (secret, info) = *done;
-                self.ctx.event(self.key, false, reason, note).await;
                 if reason == "Rotated" {
                     self.ctx.metrics.key_rotated();
                 }
@@ -219,7 +221,7 @@ impl<'a> Keys<'a> {
         if let Some(p) = pending {
             match secret::read_pending(p) {
                 Some(intent) => match self
-                    .resolve(intent, workload.as_ref(), scope, false)
+                    .resolve(intent, workload.as_ref(), scope, false, None)
                     .await?
                 {
                     Resolved::Done(done) => workload = Some(done.0),
@@ -239,13 +241,14 @@ impl<'a> Keys<'a> {
     /// Carries a pending intent through: register on the gateway if not yet there, confirm by hash, deliver into
     /// the workload Secret, then drop the pending Secret. Safe to run again from any point.
     /// `fresh`: the value was chosen in this pass and the key it replaces was just read, so neither is looked up
-    /// again before the register call.
+    /// again before the register call. `announce`: the Event (reason, note) that tells of the delivered key.
     async fn resolve(
         &self,
         mut intent: Intent,
         workload: Option<&Secret>,
         scope: &Scope,
         fresh: bool,
+        announce: Option<(&str, String)>,
     ) -> Result<Resolved> {
         let hash = intent.next.hash();
         let gw = &self.ctx.gateway;
@@ -410,7 +413,15 @@ impl<'a> Keys<'a> {
         // The pass this Secret write triggers finds the key here instead of reading it again.
         self.ctx.keys.remember(&hash, &confirmed);
         let written = self.write_workload(workload, &intent.next, &state).await?;
-        self.delete_secret(&secret::pending_name(self.key)).await?;
+        // Delivered: its pending record goes, and the Event tells of it, at the same time; both before `Ready`.
+        let announced = async {
+            if let Some((reason, note)) = announce {
+                self.ctx.event(self.key, false, reason, note).await;
+            }
+        };
+        let pending = secret::pending_name(self.key);
+        let (deleted, ()) = tokio::join!(self.delete_secret(&pending), announced);
+        deleted?;
         Ok(Resolved::Done(Box::new((written, confirmed))))
     }
 
@@ -428,14 +439,19 @@ impl<'a> Keys<'a> {
             field_manager: Some(crate::controller::status::MANAGER.into()),
             ..PostParams::default()
         };
-        match self.secrets.get_opt(&p.name_any()).await? {
-            None => drop(self.secrets.create(&pp, &p).await?),
-            Some(existing) => {
-                let mut p = p;
-                p.metadata.resource_version = existing.resource_version();
-                self.secrets.replace(&p.name_any(), &pp, &p).await?;
-            }
+        // Usually there is none: created without a read first; one already there is replaced.
+        match self.secrets.create(&pp, &p).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
         }
+        let mut p = p;
+        p.metadata.resource_version = self
+            .secrets
+            .get_opt(&p.name_any())
+            .await?
+            .and_then(|existing| existing.resource_version());
+        self.secrets.replace(&p.name_any(), &pp, &p).await?;
         Ok(())
     }
 

@@ -17,11 +17,11 @@ impl<'a> Keys<'a> {
     /// The workload and pending Secrets, read live. One that exists but was not created for this RouteroKey ends the
     /// pass: it is left untouched and reported as `SecretConflict`.
     pub(super) async fn read_secrets(&self) -> Result<Step<(Option<Secret>, Option<Secret>)>> {
-        let workload = self.secrets.get_opt(&self.key.secret_name()).await?;
-        let pending = self
-            .secrets
-            .get_opt(&secret::pending_name(self.key))
-            .await?;
+        let (name, pending_name) = (self.key.secret_name(), secret::pending_name(self.key));
+        let (workload, pending) = futures::try_join!(
+            self.secrets.get_opt(&name),
+            self.secrets.get_opt(&pending_name),
+        )?;
         for s in workload.iter().chain(pending.iter()) {
             if !secret::is_ours(s, self.key) {
                 let message = format!(
