@@ -415,13 +415,19 @@ where
 }
 
 /// Drops what no reconcile reads before an object enters a cache: managedFields (about 6 KiB per object as
-/// `serde_json` values) and `kubectl apply`'s copy of the last applied manifest. Status patches use server-side
-/// apply and the finalizer helper patches by JSON pointer, so neither needs them.
+/// `serde_json` values), labels, and every annotation but the operator's own (`routero.ai/…`, such as the rotate
+/// request): `kubectl apply`'s copy of the last applied manifest, Argo CD's and Helm's. A map left empty is dropped
+/// too (an empty `BTreeMap` that once held an entry keeps its node). Status patches use server-side apply and the
+/// finalizer helper patches by JSON pointer, so no write sends the cached metadata back.
 fn strip<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
+    meta.labels = None;
     if let Some(a) = meta.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        a.retain(|k, _| k.starts_with("routero.ai/"));
+    }
+    if meta.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+        meta.annotations = None;
     }
 }
 
@@ -587,6 +593,36 @@ mod tests {
         obj.metadata.generation = Some(1);
         obj.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
         obj
+    }
+
+    #[test]
+    fn caches_keep_only_the_operators_own_annotations() {
+        let mut obj = ConfigMap::default();
+        obj.metadata.labels = Some([("app".to_owned(), "x".to_owned())].into());
+        obj.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+                ("argocd.argoproj.io/tracking-id", "a:b"),
+                (secret::ROTATE, "1"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+        );
+        strip(&mut obj);
+        assert_eq!(obj.metadata.labels, None);
+        assert_eq!(
+            obj.metadata.annotations,
+            Some([(secret::ROTATE.to_owned(), "1".to_owned())].into())
+        );
+        obj.metadata.annotations = Some(
+            [(
+                "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+                "{}".to_owned(),
+            )]
+            .into(),
+        );
+        strip(&mut obj);
+        assert_eq!(obj.metadata.annotations, None);
     }
 
     #[test]
