@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::controller::key::alias_refusal;
 use crate::controller::member::DEFAULT_USER_ID;
-use crate::controller::ownership::{ADOPTABLE_BY_KEY, OWNER_KEY, owner_id};
+use crate::controller::ownership::{ADOPTABLE_BY_KEY, OWNER_KEY, metadata_update, owner_id};
 use crate::crd::common::{BUDGET_DURATION_PATTERN, DeletionPolicy, ID_PATTERN, LocalRef};
 use crate::crd::key::{ALIAS_PATTERN, KeySecret, Rotation, RotationStrategy};
 use crate::crd::member::{EMAIL_PATTERN, MemberRole, MemberTeam, TeamRole};
@@ -186,10 +186,12 @@ pub fn convert(observed: &Observed, opts: &Options) -> Import {
             deletion_policy: DeletionPolicy::Delete,
             adopt: true,
         };
-        out.marks.push(Mark::Team {
-            team_id: row.team_id.clone(),
-            metadata: marked(row.metadata.as_ref(), ns, Some(("RouteroTeam", &name))),
-        });
+        if let Some(metadata) = marked(row.metadata.as_ref(), ns, Some(("RouteroTeam", &name))) {
+            out.marks.push(Mark::Team {
+                team_id: row.team_id.clone(),
+                metadata,
+            });
+        }
         team_names.insert(row.team_id.clone(), name.clone());
         out.teams.push(RouteroTeam {
             metadata: meta(&name, ns),
@@ -276,10 +278,12 @@ pub fn convert(observed: &Observed, opts: &Options) -> Import {
                 })
             })
             .collect();
-        out.marks.push(Mark::User {
-            user_id: user.user_id.clone(),
-            metadata: marked(user.metadata.as_ref(), ns, Some(("RouteroMember", &name))),
-        });
+        if let Some(metadata) = marked(user.metadata.as_ref(), ns, Some(("RouteroMember", &name))) {
+            out.marks.push(Mark::User {
+                user_id: user.user_id.clone(),
+                metadata,
+            });
+        }
         member_names.insert(user.user_id.clone(), name.clone());
         out.members.push(RouteroMember {
             metadata: meta(&name, ns),
@@ -352,10 +356,12 @@ pub fn convert(observed: &Observed, opts: &Options) -> Import {
             .budget_duration
             .clone()
             .filter(|d| valid(BUDGET_DURATION_PATTERN, d));
-        out.marks.push(Mark::Key {
-            hash: token,
-            metadata: marked(row.metadata.as_ref(), ns, None),
-        });
+        if let Some(metadata) = marked(row.metadata.as_ref(), ns, None) {
+            out.marks.push(Mark::Key {
+                hash: token,
+                metadata,
+            });
+        }
         out.keys.push(RouteroKey {
             metadata: meta(&name, ns),
             spec: RouteroKeySpec {
@@ -411,16 +417,8 @@ fn key_refusal(
     if let Some(refusal) = alias_refusal(alias, ns) {
         return Some(refusal);
     }
-    if row.blocked == Some(true) {
-        return Some("is blocked on the gateway".into());
-    }
-    if row
-        .expires
-        .as_deref()
-        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
-        .is_some_and(|t| t <= jiff::Timestamp::now())
-    {
-        return Some("has expired".into());
+    if !row.usable() {
+        return Some("is blocked, expired or revoked on the gateway".into());
     }
     if let Some(user) = &row.user_id
         && !members.contains_key(user)
@@ -454,14 +452,14 @@ fn role(role: Option<&str>) -> Option<MemberRole> {
 }
 
 /// `existing` with the admin's adoption marker for `ns` and, for teams and users, the owner marker of the resource
-/// written for it.
-fn marked(existing: Option<&Metadata>, ns: &str, owner: Option<(&str, &str)>) -> Metadata {
-    let mut m = existing.cloned().unwrap_or_default();
-    m.insert(ADOPTABLE_BY_KEY.into(), Value::String(ns.into()));
+/// written for it; `None` when it carries them already (a re-import writes nothing).
+fn marked(existing: Option<&Metadata>, ns: &str, owner: Option<(&str, &str)>) -> Option<Metadata> {
+    let mut wanted = Metadata::new();
+    wanted.insert(ADOPTABLE_BY_KEY.into(), Value::String(ns.into()));
     if let Some((kind, name)) = owner {
-        m.insert(OWNER_KEY.into(), Value::String(owner_id(kind, ns, name)));
+        wanted.insert(OWNER_KEY.into(), Value::String(owner_id(kind, ns, name)));
     }
-    m
+    metadata_update(existing, wanted)
 }
 
 fn meta(name: &str, ns: &str) -> ObjectMeta {
@@ -572,44 +570,15 @@ impl Import {
     }
 }
 
-/// Places the marks the gateway does not carry yet (a re-import writes nothing). Returns how many were written.
-pub async fn mark(
-    gw: &Gateway,
-    import: &Import,
-    observed: &Observed,
-    actor: &str,
-) -> Result<usize, GatewayError> {
+/// Places the marks the gateway does not carry yet (`convert` lists only those). Returns how many were written.
+pub async fn mark(gw: &Gateway, import: &Import, actor: &str) -> Result<usize, GatewayError> {
     let mut written = 0;
     for m in &import.marks {
-        let (held, wanted) = match m {
-            Mark::Team { team_id, metadata } => (
-                observed
-                    .teams
-                    .iter()
-                    .find(|t| &t.team_id == team_id)
-                    .and_then(|t| t.metadata.as_ref()),
-                metadata,
-            ),
-            Mark::User { user_id, metadata } => (
-                observed
-                    .users
-                    .iter()
-                    .find(|u| &u.user_id == user_id)
-                    .and_then(|u| u.metadata.as_ref()),
-                metadata,
-            ),
-            Mark::Key { hash, metadata } => (
-                observed
-                    .keys
-                    .iter()
-                    .find(|k| k.token.as_ref() == Some(hash))
-                    .and_then(|k| k.metadata.as_ref()),
-                metadata,
-            ),
+        let wanted = match m {
+            Mark::Team { metadata, .. }
+            | Mark::User { metadata, .. }
+            | Mark::Key { metadata, .. } => metadata,
         };
-        if held == Some(wanted) {
-            continue;
-        }
         let metadata = Some(wanted.clone());
         match m {
             Mark::Team { team_id, .. } => {

@@ -77,7 +77,8 @@ struct GatewayArgs {
     /// Base URL of the gateway's admin API.
     #[arg(long, env = "ROUTERO_GATEWAY_URL", value_parser = parse_url)]
     gateway_url: String,
-    /// File holding the gateway admin key. Otherwise the ROUTERO_ADMIN_KEY variable.
+    /// File holding the gateway admin key (`run` re-reads it when it changes). Otherwise the ROUTERO_ADMIN_KEY
+    /// variable.
     #[arg(long, env = "ROUTERO_ADMIN_KEY_FILE")]
     admin_key_file: Option<PathBuf>,
 }
@@ -133,12 +134,8 @@ struct SpendArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Base URL of the gateway's admin API.
-    #[arg(long, env = "ROUTERO_GATEWAY_URL", value_parser = parse_url)]
-    gateway_url: String,
-    /// File holding the gateway admin key; re-read when it changes. Otherwise the ROUTERO_ADMIN_KEY variable.
-    #[arg(long, env = "ROUTERO_ADMIN_KEY_FILE")]
-    admin_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    gateway: GatewayArgs,
     /// Comma-separated namespaces to watch, each through its own namespaced watches (default: all namespaces).
     /// `--watch-namespace` is the old single-namespace spelling.
     #[arg(
@@ -370,13 +367,14 @@ async fn import(args: ImportArgs) -> Result<(), String> {
         return Ok(());
     }
     let actor = format!("routero-operator/import/{}", opts.namespace);
-    let written = import::mark(&gw, &imported, &observed, &actor)
+    let written = import::mark(&gw, &imported, &actor)
         .await
         .map_err(|e| format!("marking the gateway objects: {e}"))?;
     eprintln!(
         "marked {written} gateway object(s) adoptable by namespace '{}' ({} already were)",
         opts.namespace,
-        imported.marks.len() - written
+        (imported.teams.len() + imported.members.len() + imported.keys.len())
+            .saturating_sub(written)
     );
     Ok(())
 }
@@ -405,7 +403,7 @@ async fn plan(args: PlanArgs) -> Result<ExitCode, String> {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
-    let key = admin_key(args.admin_key_file)?;
+    let key = admin_key(args.gateway.admin_key_file)?;
     init_logging(args.log_format);
     let client = kube::Client::try_default()
         .await
@@ -418,7 +416,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let gateway = GatewayConfig {
         rate_limit: args.gateway_rate_limit,
         timeout: args.gateway_timeout,
-        ..GatewayConfig::new(args.gateway_url, key)
+        ..GatewayConfig::new(args.gateway.gateway_url, key)
     };
     let leader_election = args.leader_election.then(|| LeaderElection {
         lease_name: args.lease_name,

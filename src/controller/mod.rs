@@ -424,7 +424,7 @@ fn strip<K: Resource>(obj: &mut K) {
     meta.managed_fields = None;
     meta.labels = None;
     if let Some(a) = meta.annotations.as_mut() {
-        a.retain(|k, _| k.starts_with("routero.ai/"));
+        a.retain(|k, _| k.starts_with(secret::OPERATOR_PREFIX));
     }
     if meta.annotations.as_ref().is_some_and(|a| a.is_empty()) {
         meta.annotations = None;

@@ -15,6 +15,8 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "routero-operator";
 /// Selects every Secret the operator writes (the watch is label-selected, not a cache of every Secret).
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=routero-operator";
+/// The operator's own annotations (on Secrets and on its resources) start with this.
+pub const OPERATOR_PREFIX: &str = "routero.ai/";
 pub const KEY_LABEL: &str = "routero.ai/key";
 /// On the pending Secret only.
 pub const PENDING_LABEL: &str = "routero.ai/pending";
@@ -147,7 +149,7 @@ pub fn operator_state(secret: &Secret) -> BTreeMap<String, String> {
     secret
         .annotations()
         .iter()
-        .filter(|(k, _)| k.starts_with("routero.ai/") && k.as_str() != KEY_ID)
+        .filter(|(k, _)| k.starts_with(OPERATOR_PREFIX) && k.as_str() != KEY_ID)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

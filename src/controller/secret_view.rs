@@ -68,7 +68,7 @@ impl SecretView {
             state: s
                 .annotations()
                 .iter()
-                .filter(|(k, _)| k.starts_with("routero.ai/"))
+                .filter(|(k, _)| k.starts_with(secret::OPERATOR_PREFIX))
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect(),
             pairs: pairs.into(),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::context::Context;
-use super::ownership::{OWNER_KEY, UID_KEY};
+use super::ownership::OWNER_KEY;
 use crate::gateway::types::{KeyRow, Metadata, TeamRow};
 use crate::gateway::{Gateway, GatewayError};
 
@@ -124,14 +124,13 @@ pub struct KeySnapshot {
 }
 
 /// The fields of a listed key that a resync compares, without the rest of the row: a full row's metadata map alone
-/// costs about a kilobyte, which at 10,000 keys doubled the snapshot's size. Of the metadata only our two markers
-/// are kept, which is all a quiet resync compares.
+/// costs about a kilobyte, which at 10,000 keys doubled the snapshot's size. Of the metadata only the owner marker
+/// is kept, which is all a quiet resync compares (the uid marker is not drift on its own: `metadata_update`).
 struct Listed {
     key_alias: Option<String>,
     team_id: Option<String>,
     user_id: Option<String>,
     owner: Option<String>,
-    uid: Option<String>,
     models: Vec<String>,
     spend: Option<f64>,
     max_budget: Option<f64>,
@@ -142,16 +141,13 @@ struct Listed {
 
 impl Listed {
     fn of(row: KeyRow) -> Self {
-        let marker = |key: &str| {
-            row.metadata
-                .as_ref()
-                .and_then(|m| m.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
         Self {
-            owner: marker(OWNER_KEY),
-            uid: marker(UID_KEY),
+            owner: row
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get(OWNER_KEY))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             key_alias: row.key_alias,
             team_id: row.team_id,
             user_id: row.user_id,
@@ -166,10 +162,8 @@ impl Listed {
 
     fn row(&self, hash: &str) -> KeyRow {
         let mut metadata = Metadata::new();
-        for (key, value) in [(OWNER_KEY, &self.owner), (UID_KEY, &self.uid)] {
-            if let Some(v) = value {
-                metadata.insert(key.into(), Value::String(v.clone()));
-            }
+        if let Some(v) = &self.owner {
+            metadata.insert(OWNER_KEY.into(), Value::String(v.clone()));
         }
         KeyRow {
             token: Some(hash.to_owned()),

@@ -213,7 +213,21 @@ pub struct RouteroKeyStatus {
     pub provenance: Vec<String>,
 }
 
+/// The alias a Recreate rotation's new key carries until the old one is deleted (aliases are unique).
+pub fn next_alias(alias: &str) -> String {
+    format!("{alias}.next")
+}
+
 impl RouteroKey {
+    /// How the key is rotated (`Auto` when the spec says nothing).
+    pub fn rotation_strategy(&self) -> RotationStrategy {
+        self.spec
+            .rotation
+            .as_ref()
+            .map(|r| r.strategy)
+            .unwrap_or_default()
+    }
+
     /// The gateway alias: `spec.alias`, else `<namespace>.<name>`.
     pub fn alias(&self) -> String {
         self.spec.alias.clone().unwrap_or_else(|| {

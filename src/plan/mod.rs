@@ -151,7 +151,7 @@ pub async fn observe(
         }
     }
     for k in &m.keys {
-        for alias in [k.alias(), format!("{}.next", k.alias())] {
+        for alias in [k.alias(), crate::crd::key::next_alias(&k.alias())] {
             let rows = gw.keys_by_alias(&alias).await?;
             o.aliases.insert(alias, rows);
         }
@@ -501,12 +501,7 @@ fn member(u: &RouteroMember, m: &Manifests, o: &Observed, settings: &Settings) -
         let Some(row) = o.teams.get(&t.team_id()) else {
             continue;
         };
-        let ours = row
-            .metadata
-            .as_ref()
-            .and_then(|md| md.get(OWNER_KEY))
-            .and_then(Value::as_str)
-            == Some(owner_id("RouteroTeam", &tns, &tname).as_str());
+        let ours = owner.names(row.metadata.as_ref(), "RouteroTeam", &tname);
         let listed = row
             .members_with_roles
             .iter()
@@ -570,7 +565,7 @@ fn key(k: &RouteroKey, m: &Manifests, o: &Observed, settings: &Settings) -> Chan
             ),
         );
     }
-    let next = format!("{alias}.next");
+    let next = crate::crd::key::next_alias(&alias);
     let in_grace = o
         .aliases
         .get(&next)

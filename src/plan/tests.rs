@@ -286,6 +286,13 @@ spec: {models: [eu/balanced]}
     );
 }
 
+fn deletions(plan: &Plan) -> Vec<&Change> {
+    plan.changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .collect()
+}
+
 fn pruned(o: &Observed) -> Plan {
     let settings = Settings {
         prune: true,
@@ -315,11 +322,7 @@ fn prune_deletes_what_no_manifest_names_and_counts_the_keys() {
         })
         .collect();
     let plan = pruned(&o);
-    let deletes: Vec<_> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Delete)
-        .collect();
+    let deletes = deletions(&plan);
     assert_eq!(
         deletes.len(),
         1,
@@ -336,11 +339,7 @@ fn prune_deletes_what_no_manifest_names_and_counts_the_keys() {
     o.all_keys[0].metadata = marked("RouteroKey", "gone-key");
     o.all_keys[0].key_alias = Some("ds.gone-key".into());
     let plan = pruned(&o);
-    let deletes: Vec<_> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Delete)
-        .collect();
+    let deletes = deletions(&plan);
     assert_eq!(deletes.len(), 2, "{deletes:?}");
     assert_eq!(deletes[0].effects, ["deleting team old revokes 3 key(s)"]);
     assert_eq!(deletes[0].writes.len(), 3);

@@ -104,7 +104,7 @@ async fn run_import(target: &GatewayTarget, opts: &Options) -> Import {
     let gw = gateway(target);
     let observed = import::observe(&gw, opts).await.expect("read the gateway");
     let imported = import::convert(&observed, opts);
-    import::mark(&gw, &imported, &observed, "test/import")
+    import::mark(&gw, &imported, "test/import")
         .await
         .expect("mark");
     imported

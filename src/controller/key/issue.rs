@@ -300,15 +300,7 @@ impl<'a> Keys<'a> {
                         Ok(()) => {}
                         Err(e) if e.is_licence_gated() => {
                             self.ctx.set_regenerate_unsupported();
-                            let auto = self
-                                .key
-                                .spec
-                                .rotation
-                                .as_ref()
-                                .map(|r| r.strategy)
-                                .unwrap_or_default()
-                                == RotationStrategy::Auto;
-                            if !auto {
+                            if self.key.rotation_strategy() != RotationStrategy::Auto {
                                 self.delete_secret(&secret::pending_name(self.key)).await?;
                                 return Ok(Resolved::Blocked(Outcome::failed(
                                     "RegenerateUnsupported",
@@ -439,20 +431,16 @@ impl<'a> Keys<'a> {
             field_manager: Some(crate::controller::status::MANAGER.into()),
             ..PostParams::default()
         };
-        // Usually there is none: created without a read first; one already there is replaced.
+        // Usually there is none: created without a read first. One already there (this pass's own, or one
+        // `read_secrets` found ours) is replaced outright: whatever it held is overwritten either way.
         match self.secrets.create(&pp, &p).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                self.secrets.replace(&p.name_any(), &pp, &p).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
-        let mut p = p;
-        p.metadata.resource_version = self
-            .secrets
-            .get_opt(&p.name_any())
-            .await?
-            .and_then(|existing| existing.resource_version());
-        self.secrets.replace(&p.name_any(), &pp, &p).await?;
-        Ok(())
     }
 
     fn metadata(&self) -> Metadata {

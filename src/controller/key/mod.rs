@@ -116,9 +116,9 @@ impl<'a> Keys<'a> {
         })
     }
 
-    /// The alias a Recreate rotation's new key carries until the old one is deleted (aliases are unique).
+    /// The alias a Recreate rotation's new key carries until the old one is deleted.
     fn next_alias(&self) -> String {
-        format!("{}.next", self.alias)
+        crate::crd::key::next_alias(&self.alias)
     }
 
     /// One pass: what the key depends on, the Secrets it lives in, whatever a previous pass left unfinished; then

@@ -63,14 +63,7 @@ impl<'a> Keys<'a> {
     }
 
     pub(super) fn strategy(&self) -> IntentKind {
-        match self
-            .key
-            .spec
-            .rotation
-            .as_ref()
-            .map(|r| r.strategy)
-            .unwrap_or_default()
-        {
+        match self.key.rotation_strategy() {
             RotationStrategy::Regenerate => IntentKind::Regenerate,
             RotationStrategy::Recreate => IntentKind::Recreate,
             RotationStrategy::Auto if self.ctx.regenerate_unsupported() => IntentKind::Recreate,
