@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::support::gateway_reader::{GatewayReader, sha256_hex};
 use crate::support::recording_proxy::RecordingProxy;
 use crate::support::testbed::{
-    self, GatewayTarget, Operator, OperatorOptions, kubectl, wait_ready_of,
+    self, GatewayTarget, Operator, OperatorOptions, kubectl, wait_for, wait_ready_of,
 };
 
 /// The guide's workspace, made as its curl steps make it: teams by alias (the gateway picks UUID ids), allowlists
@@ -250,6 +250,41 @@ async fn the_seed_workspace_round_trips(target: GatewayTarget) {
     assert!(
         new_row["expires"].is_string(),
         "90d carried over: {new_row}"
+    );
+
+    // The Secret is lost during the grace period: a new key is issued, and the taken-over key, which no Secret holds
+    // any more, is revoked with the lost one instead of blocking the alias as a conflict.
+    secrets
+        .delete(&key_name, &Default::default())
+        .await
+        .expect("delete the Secret");
+    let reissued = wait_for(
+        "a new key in a new Secret",
+        Duration::from_secs(60),
+        || async {
+            let s = secrets.get_opt(&key_name).await.ok().flatten()?;
+            let v = s.data.as_ref()?.get("apiKey")?;
+            let v = String::from_utf8_lossy(&v.0).into_owned();
+            (v != value).then_some(v)
+        },
+    )
+    .await;
+    wait_ready_of(
+        &Api::<RouteroKey>::namespaced(client.clone(), &ns),
+        &key_name,
+    )
+    .await;
+    let reasons = testbed::event_reasons(&client, &ns).await;
+    assert!(!reasons.iter().any(|r| r == "Conflict"), "{reasons:?}");
+    assert_eq!(
+        gw.status_with_key(&reissued).await,
+        200,
+        "the new value works"
+    );
+    let old = gw.key(&sha256_hex(&seed.ds_prod)).await;
+    assert!(
+        old.as_ref().is_none_or(|r| r["status"] == "deleted"),
+        "the taken-over key went with the lost Secret: {old:?}"
     );
 }
 

@@ -152,7 +152,11 @@ impl<'a> Keys<'a> {
             if Some(token) == keep {
                 continue;
             }
-            if self.ours(token, row.metadata.as_ref()).await? {
+            // A key this resource took over (by Recreate, in its grace period) goes with the one it delivered, as
+            // it does when the resource is deleted (`revoke_everything`).
+            let delivered = self.key.status.as_ref().is_some_and(|s| s.key_id.is_some());
+            let taken_over = delivered && self.adoptable(&row);
+            if taken_over || self.ours(token, row.metadata.as_ref()).await? {
                 self.ctx.gateway.key_delete(token, &self.actor).await?;
                 self.ctx
                     .event(
